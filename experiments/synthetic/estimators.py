@@ -1,0 +1,105 @@
+"""One-sample gradient estimators of ``L(theta) = E_p ||z - b||^2`` on the synthetic problem.
+
+Each factory returns ``grad_fn(key, theta, lam) -> g``, the estimate of ``grad L(theta)`` from one
+key (``lam`` is ignored by estimators without a step). Every estimator is the library's own
+transform differentiated by ``jax.grad`` of the point-wise loss ``||z - b||^2``:
+
+* ``imle``: :func:`imlejax.imle` with the top-k oracle and the perturbation target
+  :func:`imlejax.pid`; per sample ``[MAP(theta + eps) - MAP(theta' + eps)] / lam`` with
+  ``theta' = theta - lam * 2 (z - b)``. The paper's appendix C.1 writes the same estimator without
+  the division by ``lam``, i.e. ``lam`` times this one (see :func:`paper_imle_gradient`).
+* ``ste``: :func:`imlejax.ste`, forward ``MAP(theta + eps)``, backward the upstream ``2 (z - b)``.
+* ``sfe``: :func:`imlejax.sfe` with faithful samples and exact marginals,
+  ``||z - b||^2 (z - mu(theta))`` (temperature 1, no baseline, as in the appendix).
+* ``aimle``: :func:`imlejax.imle` with the adaptive target :func:`imlejax.aimle`
+  (see :func:`aimle_gradient`; it carries a state).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+import imlejax as ij
+from experiments.synthetic.problem import Problem, pointwise_loss
+
+GradFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
+
+NOISES = ("sog", "gumbel")
+
+
+def make_noise(name: str, k: int) -> ij.Noise:
+    """``"sog"``: SoG(k, tau=1, terms=10); ``"gumbel"``: Gumbel(0, 1)."""
+    if name == "sog":
+        return ij.sog(k=k, tau=1.0, terms=10)
+    if name == "gumbel":
+        return ij.gumbel(1.0)
+    raise ValueError(f"unknown noise {name!r}; expected one of {NOISES}.")
+
+
+def imle_gradient(problem: Problem, noise: ij.Noise, samples: int | None = None) -> GradFn:
+    """I-MLE with the perturbation target ``pid(lam)`` (library scaling, divided by ``lam``)."""
+    oracle = ij.top_k(problem.k)
+
+    def grad_fn(key, theta, lam):
+        sampler = ij.imle(oracle, noise=noise, target=ij.pid(lam), samples=samples)
+        return jax.grad(lambda t: jnp.mean(pointwise_loss(problem, sampler(key, t))))(theta)
+
+    return grad_fn
+
+
+def paper_imle_gradient(problem: Problem, noise: ij.Noise) -> GradFn:
+    """The appendix C.1 formula written out: ``MAP(theta + eps) - MAP(theta' + eps)``.
+
+    ``theta' = theta - lam * 2 (z - b)`` and no division by ``lam``. The noise is drawn exactly as
+    :func:`imlejax.imle` draws it for one sample, so with the same key this equals ``lam`` times
+    :func:`imle_gradient`.
+    """
+    oracle = ij.top_k(problem.k)
+
+    def grad_fn(key, theta, lam):
+        eps = noise.sample(key, (1, *theta.shape), theta.dtype)[0]
+        z = oracle(theta + eps)
+        theta_target = theta - lam * 2.0 * (z - problem.b)
+        return z - oracle(theta_target + eps)
+
+    return grad_fn
+
+
+def ste_gradient(problem: Problem, noise: ij.Noise, samples: int | None = None) -> GradFn:
+    """Straight-through: forward ``MAP(theta + eps)``, backward ``2 (z - b)``."""
+    sampler = ij.ste(ij.top_k(problem.k), noise=noise, samples=samples)
+
+    def grad_fn(key, theta, lam):
+        del lam
+        return jax.grad(lambda t: jnp.mean(pointwise_loss(problem, sampler(key, t))))(theta)
+
+    return grad_fn
+
+
+def sfe_gradient(problem: Problem, samples: int | None = None) -> GradFn:
+    """Score function with faithful samples and exact marginals: ``l(z) (z - mu(theta))``."""
+    estimator = ij.sfe(
+        problem.k, lambda z: pointwise_loss(problem, z), tau=1.0, samples=samples, baseline=None
+    )
+
+    def grad_fn(key, theta, lam):
+        del lam
+        return jax.grad(lambda t: jnp.mean(estimator(key, t)))(theta)
+
+    return grad_fn
+
+
+def aimle_gradient(problem: Problem, noise: ij.Noise, target: ij.AdaptiveTarget, samples=None):
+    """AIMLE: ``grad_fn(key, theta, state) -> (g, new_state)``."""
+    sampler = ij.imle(ij.top_k(problem.k), noise=noise, target=target, samples=samples)
+
+    def loss(t, state, key):
+        return jnp.mean(pointwise_loss(problem, sampler(key, t, state=state)))
+
+    def grad_fn(key, theta, state):
+        return jax.grad(loss, argnums=(0, 1))(theta, state, key)
+
+    return grad_fn

@@ -1,0 +1,300 @@
+"""MAP oracles that run inside ``jax.jit`` and ``jax.vmap``, and a validator for user oracles.
+
+An oracle acts on one instance: ``map_fn(theta, *args) -> z`` with ``z.shape == theta.shape``,
+``z.dtype == theta.dtype`` and ``z`` a binary array maximising ``<z, theta>`` over the oracle's
+feasible set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["top_k", "argmax", "check_oracle"]
+
+
+def _check_int(name: str, value: Any, minimum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer; got {value!r}.")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}.")
+    return int(value)
+
+
+def _as_float_array(theta: Any, who: str) -> jax.Array:
+    theta = jnp.asarray(theta)
+    if not jnp.issubdtype(theta.dtype, jnp.floating):
+        raise TypeError(f"{who}: theta must have a floating dtype; got {theta.dtype}.")
+    return theta
+
+
+def _normalize_axis(axis: int, ndim: int, who: str) -> int:
+    if ndim == 0:
+        raise ValueError(f"{who}: theta must have at least one dimension; got a scalar.")
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"{who}: axis {axis} is out of bounds for theta with {ndim} dimension(s).")
+    return axis % ndim
+
+
+def _fmt_axis(axis: int) -> str:
+    return "" if axis == -1 else f"axis={axis}"
+
+
+@dataclasses.dataclass(frozen=True)
+class _TopK:
+    """Exactly-``k`` MAP oracle along one axis; built by :func:`top_k`."""
+
+    k: int
+    axis: int = -1
+
+    @property
+    def __name__(self) -> str:
+        return repr(self)
+
+    def __repr__(self) -> str:
+        extra = _fmt_axis(self.axis)
+        return f"top_k(k={self.k}{', ' + extra if extra else ''})"
+
+    def __call__(self, theta: Any) -> jax.Array:
+        theta = _as_float_array(theta, repr(self))
+        axis = _normalize_axis(self.axis, theta.ndim, repr(self))
+        m = theta.shape[axis]
+        if self.k > m:
+            raise ValueError(
+                f"{self!r}: k={self.k} exceeds the size {m} of axis {self.axis} of theta "
+                f"(shape {theta.shape}); k must be in the range 1..{m}."
+            )
+        return _top_k_indicator(theta, self.k, axis)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Argmax:
+    """One-hot MAP oracle along one axis; built by :func:`argmax`."""
+
+    axis: int = -1
+
+    @property
+    def __name__(self) -> str:
+        return repr(self)
+
+    def __repr__(self) -> str:
+        return f"argmax({_fmt_axis(self.axis)})"
+
+    def __call__(self, theta: Any) -> jax.Array:
+        theta = _as_float_array(theta, repr(self))
+        axis = _normalize_axis(self.axis, theta.ndim, repr(self))
+        if theta.shape[axis] == 0:
+            raise ValueError(f"{self!r}: axis {self.axis} of theta (shape {theta.shape}) is empty.")
+        return _argmax_indicator(theta, axis)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _top_k_indicator(theta: jax.Array, k: int, axis: int) -> jax.Array:
+    # Sub-32-bit floats are widened to float32, exactly and order-preservingly, because XLA's
+    # fast TopK kernel is float32-only (half-precision inputs otherwise fall back to a sort).
+    scores = theta.astype(jnp.float32) if jnp.finfo(theta.dtype).bits < 32 else theta
+    scores = jnp.moveaxis(scores, axis, -1)
+    _, idx = jax.lax.top_k(scores, k)
+    zeros = jnp.zeros(scores.shape, theta.dtype)
+    z = jnp.put_along_axis(zeros, idx, jnp.ones((), theta.dtype), axis=-1, inplace=False)
+    return jnp.moveaxis(z, -1, axis)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _argmax_indicator(theta: jax.Array, axis: int) -> jax.Array:
+    idx = jnp.argmax(theta, axis=axis)
+    return jax.nn.one_hot(idx, theta.shape[axis], dtype=theta.dtype, axis=axis)
+
+
+def top_k(k: int, *, axis: int = -1) -> Callable[[jax.Array], jax.Array]:
+    """Returns the exactly-``k`` MAP oracle: the indicator of the ``k`` largest scores.
+
+    The oracle ``z = top_k(k)(theta)`` solves ``max <z, theta>`` over binary ``z`` with exactly
+    ``k`` ones along ``axis``. Every other axis indexes independent groups, so ``theta`` of shape
+    ``(20, 20)`` gives ``k`` ones in each of the 20 rows. ``z`` has the shape and dtype of
+    ``theta``. The oracle is pure JAX and works under ``jax.jit``, ``jax.vmap`` and sharding.
+
+    Ties are broken deterministically, towards the lowest index: among equal scores the entries
+    with the smaller index along ``axis`` are selected first. Scores are ordered as by
+    :func:`jax.lax.top_k` (a total order in which ``-0.0 < +0.0`` and NaN ranks above ``+inf``).
+    Half-precision scores are compared in float32, which is exact.
+
+    The returned oracle is an immutable object, hashable and equal to any oracle built with the
+    same arguments, so it can be closed over in jitted code or passed as a static argument. Its
+    ``repr`` and ``__name__`` read ``top_k(k=...)``.
+
+    Args:
+      k: the number of ones, an integer ``>= 1``. Checked against the size ``m`` of ``axis`` when
+        the oracle is called (``1 <= k <= m``).
+      axis: the axis along which exactly ``k`` entries are selected.
+
+    Returns:
+      An oracle ``oracle(theta) -> z`` for floating ``theta`` with at least one dimension.
+
+    Raises:
+      ValueError: at construction if ``k`` is not an integer ``>= 1`` or ``axis`` is not an
+        integer; at call (trace) time if ``k`` exceeds the size of ``axis`` or ``axis`` is out of
+        bounds.
+      TypeError: at call time if ``theta`` does not have a floating dtype.
+
+    Example:
+      >>> import jax.numpy as jnp, imlejax as ij
+      >>> oracle = ij.top_k(2)
+      >>> oracle
+      top_k(k=2)
+      >>> oracle(jnp.array([0.5, 2.0, -1.0, 2.0]))
+      Array([0., 1., 0., 1.], dtype=float32)
+      >>> oracle(jnp.array([[1.0, 1.0, 1.0], [3.0, 2.0, 1.0]]))
+      Array([[1., 1., 0.],
+             [1., 1., 0.]], dtype=float32)
+
+    References:
+      Niepert, Minervini & Franceschi, *Implicit MLE: Backpropagating Through Discrete Exponential
+      Family Distributions*, NeurIPS 2021, Section 5 (k-subset selection).
+    """
+    k = _check_int("k", k, minimum=1)
+    axis = _check_int("axis", axis)
+    return _TopK(k=k, axis=axis)
+
+
+def argmax(*, axis: int = -1) -> Callable[[jax.Array], jax.Array]:
+    """Returns the one-hot MAP oracle: the indicator of the largest score along ``axis``.
+
+    The oracle ``z = argmax()(theta)`` solves ``max <z, theta>`` over one-hot ``z`` along
+    ``axis`` (other axes index independent groups). ``z`` has the shape and dtype of ``theta``.
+    Ties are broken towards the lowest index, as by :func:`jax.numpy.argmax`; a NaN score is
+    selected if present (the first one). Pure JAX: works under ``jax.jit`` and ``jax.vmap``.
+
+    The returned oracle is immutable, hashable and equal to any oracle built with the same
+    ``axis``; its ``repr`` and ``__name__`` read ``argmax()``.
+
+    Args:
+      axis: the axis along which one entry is selected.
+
+    Returns:
+      An oracle ``oracle(theta) -> z`` for floating ``theta`` with at least one dimension.
+
+    Raises:
+      ValueError: at construction if ``axis`` is not an integer; at call time if ``axis`` is out
+        of bounds or empty.
+      TypeError: at call time if ``theta`` does not have a floating dtype.
+
+    Example:
+      >>> import jax.numpy as jnp, imlejax as ij
+      >>> ij.argmax()(jnp.array([0.5, 2.0, -1.0, 2.0]))
+      Array([0., 1., 0., 0.], dtype=float32)
+      >>> ij.argmax(axis=0)(jnp.array([[1.0, 4.0], [3.0, 2.0]]))
+      Array([[0., 1.],
+             [1., 0.]], dtype=float32)
+
+    References:
+      Gumbel, *Statistical theory of extreme values*, 1954 (the Gumbel-max trick turns this oracle
+      into an exact sampler of ``softmax(theta / tau)``).
+    """
+    axis = _check_int("axis", axis)
+    return _Argmax(axis=axis)
+
+
+def _oracle_name(map_fn: Any) -> str:
+    return getattr(map_fn, "__name__", repr(map_fn))
+
+
+def check_oracle(
+    map_fn: Callable[..., Any],
+    theta: Any,
+    *args: Any,
+    num_trials: int = 3,
+    key: jax.Array | None = None,
+    exact_k: int | None = None,
+) -> None:
+    """Checks that ``map_fn`` behaves as a MAP oracle on ``theta``, eagerly, and raises if not.
+
+    ``map_fn(theta, *args)`` is called on ``theta`` itself and on ``num_trials`` random
+    perturbations ``theta + s * eps``, with standard normal ``eps`` drawn by NumPy from a generator
+    seeded with the data of ``key`` and ``s`` the larger of 1 and the standard deviation of
+    ``theta``. Each output must have the shape and dtype of ``theta``
+    and only the values 0 and 1, and, if ``exact_k`` is given, exactly ``exact_k`` ones in total.
+    The check is meant for interactive use and tests; it runs outside ``jax.jit``. It does not
+    check optimality.
+
+    Args:
+      map_fn: the oracle under test, ``map_fn(theta, *args) -> z``.
+      theta: a floating array of scores for one instance.
+      *args: extra arguments passed unchanged to ``map_fn``.
+      num_trials: the number of random perturbations tried besides ``theta``, ``>= 0``.
+      key: a JAX PRNG key (typed or raw) seeding the perturbations; ``jax.random.key(0)`` if
+        ``None``. The same key gives the same perturbations.
+      exact_k: if given, the total number of ones every output must have (for a grouped oracle,
+        ``k`` times the number of groups).
+
+    Returns:
+      None when every check passes.
+
+    Raises:
+      ValueError: if an output has the wrong shape, a value other than 0 or 1, or a number of
+        ones other than ``exact_k``; or if ``num_trials`` or ``exact_k`` is invalid.
+      TypeError: if an output's dtype differs from ``theta``'s, or ``theta`` is not floating.
+
+    Example:
+      >>> import jax.numpy as jnp, imlejax as ij
+      >>> ij.check_oracle(ij.top_k(2), jnp.array([0.1, 0.4, 0.3]), exact_k=2)
+      >>> ij.check_oracle(jnp.round, jnp.array([0.1, 1.7, 0.3]))  # doctest: +ELLIPSIS
+      Traceback (most recent call last):
+      ...
+      ValueError: check_oracle: round returned values other than 0 and 1 (e.g. 2.0) on ...
+    """
+    num_trials = _check_int("num_trials", num_trials, minimum=0)
+    if exact_k is not None:
+        exact_k = _check_int("exact_k", exact_k, minimum=0)
+    name = _oracle_name(map_fn)
+    theta = _as_float_array(theta, "check_oracle")
+    if key is None:
+        key = jax.random.key(0)
+    cdtype = jnp.promote_types(theta.dtype, jnp.float32)
+    scale = max(1.0, float(np.std(np.asarray(theta, np.float64)))) if theta.size else 1.0
+
+    inputs = [("the unperturbed theta", theta)]
+    rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
+    cdtype = np.dtype(cdtype)
+    base = np.asarray(theta).astype(cdtype)
+    for i in range(num_trials):
+        eps = rng.standard_normal(theta.shape).astype(cdtype)
+        perturbed = jnp.asarray((base + cdtype.type(scale) * eps).astype(theta.dtype))
+        inputs.append((f"random perturbation {i + 1} of theta", perturbed))
+
+    for where, t in inputs:
+        z = map_fn(t, *args)
+        if not (hasattr(z, "shape") and hasattr(z, "dtype")):
+            z = np.asarray(z)
+        if tuple(z.shape) != tuple(theta.shape):
+            raise ValueError(
+                f"check_oracle: {name} returned shape {tuple(z.shape)} for theta of shape "
+                f"{tuple(theta.shape)} on {where}; an oracle must return an array shaped like "
+                "theta."
+            )
+        if np.dtype(z.dtype) != np.dtype(theta.dtype):
+            raise TypeError(
+                f"check_oracle: {name} returned dtype {np.dtype(z.dtype)} for theta of dtype "
+                f"{np.dtype(theta.dtype)} on {where}; an oracle must return theta's dtype."
+            )
+        zn = np.asarray(z).astype(np.float64)
+        bad = ~((zn == 0) | (zn == 1))
+        if bad.any():
+            raise ValueError(
+                f"check_oracle: {name} returned values other than 0 and 1 "
+                f"(e.g. {zn[bad].flat[0]}) on {where}."
+            )
+        if exact_k is not None:
+            ones = int(zn.sum())
+            if ones != exact_k:
+                raise ValueError(
+                    f"check_oracle: {name} returned {ones} ones on {where}; expected exactly "
+                    f"exact_k={exact_k}."
+                )
+    return None

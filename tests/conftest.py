@@ -1,0 +1,16 @@
+"""Strict test configuration shared by the whole suite.
+
+* Four host CPU devices, so that sharding and ``pmap`` are exercised on any machine.
+* Rank promotion raises: implicit broadcasting of different ranks is a bug in library code.
+* ``IMLEJAX_X64=1`` runs the whole suite with 64-bit floats (the ``tests_x64`` nox session).
+"""
+
+import os
+
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+
+import jax  # noqa: E402
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
+if os.environ.get("IMLEJAX_X64") == "1":
+    jax.config.update("jax_enable_x64", True)
