@@ -6,7 +6,6 @@ nox.options.reuse_venv = "yes"
 nox.options.sessions = ["tests", "lint", "doctest"]
 
 
-
 def _install(session, extra):
     session.install("-e", f".[{extra}]")
 
@@ -16,7 +15,12 @@ def tests(session):
     """The default suite (fast; excludes tests marked slow), including the public-API doc checks."""
     _install(session, "test")
     session.run(
-        "pytest", "-m", "not slow", "-q", "--durations=10", *session.posargs,
+        "pytest",
+        "-m",
+        "not slow",
+        "-q",
+        "--durations=10",
+        *session.posargs,
         env={"PYTHONHASHSEED": "0"},
     )
 

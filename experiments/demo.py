@@ -35,11 +35,11 @@ def make_data(key, n, m, d, k, w_true):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=600)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--items", type=int, default=20)
-    parser.add_argument("--features", type=int, default=16)
-    parser.add_argument("--k", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--items", type=int, default=50)
+    parser.add_argument("--features", type=int, default=32)
+    parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--samples", type=int, default=10)
     parser.add_argument("--lam", type=float, default=10.0)
     parser.add_argument("--lr", type=float, default=0.05)
@@ -90,7 +90,7 @@ def main(argv=None):
     bar = tqdm(range(args.steps), desc="I-MLE training", unit="step")
     for step in bar:
         w, opt_state, loss = train_step(w, opt_state, jax.random.fold_in(k_train, step))
-        if step % 20 == 0 or step == args.steps - 1:
+        if step % 50 == 0 or step == args.steps - 1:
             acc = float(evaluate(w))
             rows.append({"step": step, "train_loss": float(loss), "test_overlap": acc})
             bar.set_postfix(loss=f"{float(loss):.4f}", test_overlap=f"{acc:.3f}")
@@ -99,7 +99,9 @@ def main(argv=None):
     args.out.mkdir(parents=True, exist_ok=True)
     summary = {
         "data": "generated (hidden linear top-k selection)",
-        "config": {k: (str(v) if isinstance(v, pathlib.Path) else v) for k, v in vars(args).items()},
+        "config": {
+            k: (str(v) if isinstance(v, pathlib.Path) else v) for k, v in vars(args).items()
+        },
         "final_test_overlap": rows[-1]["test_overlap"],
         "initial_test_overlap": rows[0]["test_overlap"],
         "cosine_to_true_weights": float(

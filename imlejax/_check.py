@@ -51,7 +51,7 @@ class GradientReport:
 
     @property
     def z(self) -> np.ndarray:
-        """Per-coordinate z-scores ``(mean - exact) / stderr`` (``0``/``inf`` where stderr is 0)."""
+        """Signed z-scores ``(mean - exact) / stderr`` (``0`` or ``+-inf`` where stderr is 0)."""
         return _z_scores(self.mean, self.exact, self.stderr)
 
     def __str__(self) -> str:
@@ -76,11 +76,10 @@ def _label(index: tuple[int, ...], shape: tuple[int, ...]) -> str:
 
 
 def _z_scores(mean: np.ndarray, exact: np.ndarray, stderr: np.ndarray) -> np.ndarray:
-    diff = np.abs(mean - exact)
-    matches = diff <= 1e-6 * (1.0 + np.abs(exact))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(stderr > 0, diff / np.where(stderr > 0, stderr, 1.0), 0.0)
-    return np.where((stderr > 0) | matches, z, np.inf)
+    diff = mean - exact
+    matches = np.abs(diff) <= 1e-6 * (1.0 + np.abs(exact))
+    z = diff / np.where(stderr > 0, stderr, 1.0)
+    return np.where(stderr > 0, z, np.where(matches, 0.0, np.copysign(np.inf, diff)))
 
 
 def _exact_over_states(loss_fn: Callable, theta: jax.Array, states: Any, tau: Any) -> jax.Array:
@@ -129,7 +128,8 @@ def check_gradient(
               \ell(s)
 
     is taken by autodiff through the softmax over the enumerated states
-    (:func:`imlejax.ksubset.exact_gradient` for k-subsets). The estimator's gradient
+    (:func:`imlejax.ksubset.exact_gradient` for k-subsets, which enumerates the
+    :math:`\binom{m}{k}` states: keep ``m`` small, about 20 at most). The estimator's gradient
     :math:`\hat g(\kappa) = \nabla_\theta\, \ell(\mathrm{estimator}(\kappa, \theta, *args))` is
     averaged over ``num_keys`` keys :math:`\kappa` (vmapped and jitted); with a sample axis the
     loss is the mean of :math:`\ell` over the samples, and an estimator that returns a scalar
@@ -239,6 +239,6 @@ def check_gradient(
         cosine=cosine,
         relative_bias=relative_bias,
         variance=float(var.mean()),
-        max_z=float(z.max()) if z.size else 0.0,
+        max_z=float(np.abs(z).max()) if z.size else 0.0,
         num_keys=int(num_keys),
     )

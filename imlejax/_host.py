@@ -134,8 +134,8 @@ def host_oracle(
 
     Args:
       fn: the host solver, ``fn(theta, *args) -> z`` for one instance (or a batch of instances
-        with ``batched=True``); it must be deterministic.
-      batched: whether ``fn`` accepts a leading batch axis.
+        with ``batched=True``); it must be deterministic and hashable (plain functions are).
+      batched: whether ``fn`` takes a leading batch axis (see above).
       name: the ``repr`` and ``__name__`` of the oracle; ``host_oracle(<fn name>)`` by default.
 
     Returns:

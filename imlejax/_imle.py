@@ -52,7 +52,8 @@ def check_oracle_output(map_fn: Callable, theta: jax.Array, args: tuple) -> None
     try:
         out = jax.eval_shape(map_fn, theta, *args)
     except (TypeError, ValueError) as err:
-        raise type(err)(f"map_fn {_name(map_fn)} failed on theta of shape {theta.shape}: {err}")
+        msg = f"map_fn {_name(map_fn)} failed on theta of shape {theta.shape}: {err}"
+        raise type(err)(msg) from err
     if not isinstance(out, jax.ShapeDtypeStruct):
         raise TypeError(
             f"map_fn {_name(map_fn)} must return a single array; got {jax.tree.structure(out)}."
@@ -142,7 +143,9 @@ def imle(
     if noise is not None and not callable(getattr(noise, "sample", None)):
         raise TypeError(f"noise must have a sample(key, shape, dtype) method; got {noise!r}.")
     if not callable(getattr(target, "gradient", None)):
-        raise TypeError(f"target must be a target such as ij.pid(...) or ij.aimle(...); got {target!r}.")
+        raise TypeError(
+            f"target must be a target such as ij.pid(...) or ij.aimle(...); got {target!r}."
+        )
     stateful = bool(getattr(target, "stateful", False))
     num = 1 if samples is None else samples
 

@@ -25,7 +25,10 @@ class Noise(Protocol):
     ``sample(key, shape, dtype)``, drawing i.i.d. perturbations of the given shape.
     """
 
-    tau: Any
+    @property
+    def tau(self) -> Any:
+        """Temperature (scale) of the noise."""
+        ...
 
     def sample(self, key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
         """Draws perturbations of ``shape`` and ``dtype`` from ``key``."""
@@ -35,9 +38,7 @@ class Noise(Protocol):
 def _check_dtype(dtype: Any) -> jnp.dtype:
     dtype = jnp.dtype(dtype)
     if dtype not in [jnp.dtype(d) for d in _SUPPORTED_DTYPES]:
-        raise TypeError(
-            f"dtype must be one of float16, bfloat16, float32, float64; got {dtype}."
-        )
+        raise TypeError(f"dtype must be one of float16, bfloat16, float32, float64; got {dtype}.")
     return dtype
 
 

@@ -65,6 +65,8 @@ class _Mixture(NamedTuple):
     log_p_next: np.ndarray  # log P(N = m + 1)
     log_p0: float
     lgamma: np.ndarray  # lgamma(rho + m + 1)
+    log_norm: np.ndarray  # lgamma(rho + m + 1) - (nu + 1/2) log nu + nu, nu = rho + m
+    weights: np.ndarray  # (L, 3): exp of the three log weights above (underflow to 0 is harmless)
 
 
 def _mixing_log_pmf(k: int, terms: int) -> np.ndarray:
@@ -72,49 +74,60 @@ def _mixing_log_pmf(k: int, terms: int) -> np.ndarray:
     s, a = terms, 1.0 / k
     if s == 1:
         return np.zeros(1)
-    q = 1.0 - np.arange(1, s) / s  # 1 - b_1/b_j for j = 1..s-1 (j = s gives 0), decreasing
-    q1 = q[0]
+    q = 1.0 - np.arange(1, s) / s  # 1 - b_1/b_j for j = 1..s-1 (j = s gives 0)
     mean_n = (s / k) * (math.fsum(1.0 / j for j in range(1, s + 1)) - 1.0)
     n_max = int(1.25 * (mean_n + s * (math.log(1.0 / _TAIL_MASS) + 12.0))) + 64
-    # i * gamma_i = a * sum_j q_j^i; only the leading q_j matter once the others have decayed.
-    i_gamma = np.zeros(n_max + 1)
-    pw = q.copy()
-    for i in range(1, n_max + 1):
-        i_gamma[i] = a * pw.sum()
-        if i % 64 == 0:
-            pw = pw[: max(1, int(np.count_nonzero(pw > 1e-40 * pw[0])))]
-        pw *= q[: pw.size]
     log_c = a * float(np.sum(np.log(np.arange(1, s + 1) / s)))
-    # delta_n is stored reversed (buf[n_max - n] = delta_n) so that every step is one contiguous
-    # dot product; the prefix is rescaled whenever it grows large (C underflows for large s / k).
+    # Since i gamma_i = a sum_j q_j^i, the convolution sum_i i gamma_i delta_{n+1-i} equals
+    # a sum_j r_j with r_j = sum_i q_j^i delta_{n+1-i}, and r_j <- q_j (r_j + delta_{n+1}): each
+    # step costs O(s), and all terms stay positive. delta_n is stored with a running scale
+    # exp(log_scale) (C underflows for large s / k).
     buf = np.zeros(n_max + 1)
-    buf[n_max] = 1.0
+    buf[0] = 1.0
+    r = q.copy()
     log_scale = 0.0
     big = 1e250
-    # Past its mode, P(N = n) decays at least as fast as q1^n up to a polynomial factor, so the
-    # remaining mass is below P(N = n) / (1 - q1) = s P(N = n); a factor 100 is kept in reserve.
-    threshold = _TAIL_MASS / (100.0 * s)
+    # Past its mode, P(N = n) decays at least as fast as (1 - 1/s)^n up to a polynomial factor, so
+    # the remaining mass is below P(N = n) / (1 - (1 - 1/s)) = s P(N = n); a factor 100 is kept
+    # in reserve.
+    log_threshold = math.log(_TAIL_MASS / (100.0 * s))
     n = 0
     while True:
-        v = float(np.dot(i_gamma[1 : n + 2], buf[n_max - n :])) / (n + 1)
+        v = a * float(r.sum()) / (n + 1)
         n += 1
-        buf[n_max - n] = v
+        buf[n] = v
+        r += v
+        r *= q
         if v > big:
-            seg = buf[n_max - n :]
+            seg = buf[: n + 1]
             seg *= 1.0 / big
-            seg[seg < 1e-200] = 0.0  # keeps the products out of the subnormal range
+            seg[seg < 1e-200] = 0.0
+            r *= 1.0 / big
             log_scale += math.log(big)
-        if n > mean_n and v > 0 and math.log(v) + log_c + log_scale < math.log(threshold):
+        if n > mean_n and v > 0 and math.log(v) + log_c + log_scale < log_threshold:
             break
         if n >= n_max:
             raise RuntimeError("the mixing series of the Sum-of-Gamma CDF did not converge")
-    delta = buf[n_max - n :][::-1]
+    delta = buf[: n + 1]
     with np.errstate(divide="ignore"):
         log_p = np.log(delta) + (log_c + log_scale)
     total = math.fsum(np.exp(log_p))
     if abs(total - 1.0) > 1e-11:
         raise RuntimeError(f"mixing weights sum to {total!r}, not 1")
-    return log_p
+    # the omitted tail is below 1e-20: the rounding accumulated by the recursion is removed
+    return log_p - math.log(total)
+
+
+def _log_norm(nu: np.ndarray) -> np.ndarray:
+    """``lgamma(nu + 1) - (nu + 1/2) log(nu) + nu`` (Stirling's series where ``nu >= 15``)."""
+    direct = special.gammaln(nu + 1.0) - (nu + 0.5) * np.log(nu) + nu
+    big = np.maximum(nu, 15.0)
+    inv2 = 1.0 / (big * big)
+    series = 0.5 * math.log(2 * math.pi) + (
+        1.0 / 12.0
+        - inv2 * (1.0 / 360.0 - inv2 * (1.0 / 1260.0 - inv2 * (1.0 / 1680.0 - inv2 / 1188.0)))
+    ) / big
+    return np.where(nu >= 15.0, series, direct)
 
 
 @functools.lru_cache(maxsize=None)
@@ -133,6 +146,8 @@ def _mixture(k: int, terms: int) -> _Mixture:
         log_p_next=log_p_next,
         log_p0=float(log_p[0]),
         lgamma=lgamma,
+        log_norm=_log_norm(rho + np.arange(log_p.size)),
+        weights=np.exp(np.stack([log_cdf_n, log_sf_n, log_p_next], axis=1)),
     )
     for arr in mix:
         if isinstance(arr, np.ndarray):
@@ -143,8 +158,28 @@ def _mixture(k: int, terms: int) -> _Mixture:
 def _logsumexp_rows(v: np.ndarray) -> np.ndarray:
     top = np.max(v, axis=1)
     safe = np.where(np.isfinite(top), top, 0.0)
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", under="ignore"):
         return safe + np.log(np.sum(np.exp(v - safe[:, None]), axis=1))
+
+
+def _log_kernel(mix: _Mixture, m: np.ndarray, log_y: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``log t_m(y)`` for ``m`` of shape ``(rows, width)`` and ``y`` of shape ``(rows,)``.
+
+    Rows with ``y >= 1`` use ``-[nu log(nu/y) - (nu - y)] - log_norm - log(nu)/2`` with
+    ``log(nu/y) = log1p((nu - y)/y)``: its rounding error is ``~eps |nu - y|`` instead of
+    ``~eps nu log(nu)``, which keeps ``F`` exact to ~1e-14 for large ``terms``.
+    """
+    nu = mix.rho + m
+    out = np.empty(m.shape)
+    small = y < 1.0
+    if np.any(small):
+        out[small] = nu[small] * log_y[small, None] - y[small, None] - mix.lgamma[m[small]]
+    big = ~small
+    if np.any(big):
+        nb, yb = nu[big], y[big, None]
+        diff = nb - yb
+        out[big] = -(nb * np.log1p(diff / yb) - diff) - mix.log_norm[m[big]] - 0.5 * np.log(nb)
+    return out
 
 
 def _window_sums(
@@ -156,24 +191,36 @@ def _window_sums(
     log of every omitted sum (the kernel ``t_m`` is unimodal in ``m`` and the weights are <= 1).
     """
     size = mix.lgamma.size
-    out = np.full((4, log_y.size), -np.inf)
+    out = np.full((3, log_y.size), -np.inf)
     width = np.maximum(hi - lo, 1)
     order = np.argsort(width, kind="stable")
+    log_w = (mix.log_cdf_n, mix.log_sf_n, mix.log_p_next)
     start = 0
     while start < order.size:
-        w_max = int(width[order[min(order.size - 1, start)]])
-        rows = max(1, _MAX_ROWS_X_WIDTH // max(w_max, 1))
-        # widths are sorted, so the chunk's widest row is its last one
+        # widths are sorted: the chunk's widest row is its last one
+        rows = max(1, _MAX_ROWS_X_WIDTH // int(width[order[start]]))
         idx = order[start : start + rows]
-        w_max = int(width[idx[-1]])
-        m = lo[idx, None] + np.arange(w_max)[None, :]
+        while idx.size > 1 and idx.size * int(width[idx[-1]]) > 2 * _MAX_ROWS_X_WIDTH:
+            idx = idx[: idx.size // 2]
+        m = lo[idx, None] + np.arange(int(width[idx[-1]]))[None, :]
         valid = m < hi[idx, None]
         m = np.minimum(m, size - 1)
-        log_t = (mix.rho + m) * log_y[idx, None] - y[idx, None] - mix.lgamma[m]
+        log_t = _log_kernel(mix, m, log_y[idx], y[idx])
         log_t = np.where(valid, log_t, -np.inf)
-        out[0, idx] = _logsumexp_rows(log_t + mix.log_cdf_n[m])
-        out[1, idx] = _logsumexp_rows(log_t + mix.log_sf_n[m])
-        out[2, idx] = _logsumexp_rows(log_t + mix.log_p_next[m])
+        top = np.max(log_t, axis=1)
+        top = np.where(np.isfinite(top), top, 0.0)
+        with np.errstate(under="ignore"):
+            e = np.exp(log_t - top[:, None])
+        # sum_m t_m w_m = exp(top) sum_m e_m w_m with linear weights; rows whose sums underflow
+        # (F or 1 - F below ~1e-250 relative to the kernel) are redone in log space
+        sums = np.einsum("rm,rmc->cr", e, mix.weights[m])
+        with np.errstate(divide="ignore"):
+            logs = np.log(sums) + top[None, :]
+        for c in range(3):
+            bad = sums[c] < 1e-250
+            if np.any(bad):
+                logs[c, bad] = _logsumexp_rows(log_t[bad] + log_w[c][m[bad]])
+        out[:, idx] = logs
         start += idx.size
 
     # Bound on the omitted terms: at most `size` of them on each side, each below the kernel at the
@@ -184,8 +231,7 @@ def _window_sums(
         return np.where((mm >= 0) & (mm < size), val, -np.inf)
 
     outside = np.logaddexp(log_kernel(lo - 1), log_kernel(hi)) + math.log(size)
-    out[3] = outside
-    return out[0], out[1], out[2], out[3]
+    return out[0], out[1], out[2], outside
 
 
 def _log_cdf_sf_pdf(
@@ -201,7 +247,7 @@ def _log_cdf_sf_pdf(
     log_s = np.empty_like(log_x)
     log_d = np.empty_like(log_x)
     todo = np.arange(log_x.size)
-    for depth in (60.0, 250.0, math.inf):
+    for depth in (100.0, 300.0, math.inf):
         if todo.size == 0:
             break
         ly, yy = log_y[todo], y[todo]
@@ -219,6 +265,14 @@ def _log_cdf_sf_pdf(
             q_part = np.log(special.gammaincc(mix.rho, yy))
         lf = np.logaddexp(s_cdf, f_part)
         ls = np.logaddexp(s_sf, q_part)
+        # the smaller of F and 1 - F is accurate to full relative precision; the larger one is
+        # taken from it (this also covers y = x / b_1 underflowing to 0 in the far left tail)
+        left = lf < ls
+        with np.errstate(divide="ignore"):
+            lf, ls = (
+                np.where(left, lf, np.log1p(-np.exp(np.minimum(ls, 0.0)))),
+                np.where(left, np.log1p(-np.exp(np.minimum(lf, 0.0))), ls),
+            )
         ld = np.logaddexp(
             s_pdf, mix.log_p0 + (mix.rho - 1.0) * ly - yy - special.gammaln(mix.rho)
         )
@@ -269,8 +323,14 @@ def _logit_and_slope(mix: _Mixture, log_x: np.ndarray) -> tuple[np.ndarray, np.n
     return lf - ls, np.exp(ld + log_x - lf - ls)
 
 
-def _solve_nodes(mix: _Mixture, w_nodes: np.ndarray, mean: float) -> np.ndarray:
-    """``log Q(logistic(w))`` at every node by safeguarded Newton iterations."""
+def _solve_nodes(
+    mix: _Mixture, w_nodes: np.ndarray, mean: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """``ell = log Q(logistic(w))`` at every node, and ``dw/dell`` there.
+
+    Safeguarded Newton iterations on the exact ``w(ell) = logit F(exp(ell))``, started from a
+    cubic Hermite interpolant of a coarse grid and kept inside a bracket of the root.
+    """
     target_lo, target_hi = w_nodes[0] - 1.0, w_nodes[-1] + 1.0
     ell0 = math.log(mean)
     w0 = float(_logit_and_slope(mix, np.array([ell0]))[0][0])
@@ -287,19 +347,33 @@ def _solve_nodes(mix: _Mixture, w_nodes: np.ndarray, mean: float) -> np.ndarray:
         if float(_logit_and_slope(mix, np.array([hi_end]))[0][0]) > target_hi:
             break
         step *= 2.0
-    # coarse grid uniform in log x: brackets and first guesses for the Newton iterations
     grid = np.linspace(lo_end, hi_end, 1025)
-    w_grid, _ = _logit_and_slope(mix, grid)
+    w_grid, s_grid = _logit_and_slope(mix, grid)
     pos = np.clip(np.searchsorted(w_grid, w_nodes), 1, grid.size - 1)
     lo = grid[pos - 1].copy()
     hi = grid[pos].copy()
-    frac = (w_nodes - w_grid[pos - 1]) / (w_grid[pos] - w_grid[pos - 1])
-    ell = lo + np.clip(frac, 0.0, 1.0) * (hi - lo)
+    # first guess: cubic Hermite interpolation of ell(w) on the grid cell holding the node
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dw = w_grid[pos] - w_grid[pos - 1]
+        t = np.clip((w_nodes - w_grid[pos - 1]) / dw, 0.0, 1.0)
+        d0, d1 = dw / s_grid[pos - 1], dw / s_grid[pos]
+        ell = (
+            (2 * t**3 - 3 * t**2 + 1) * lo
+            + (t**3 - 2 * t**2 + t) * d0
+            + (-2 * t**3 + 3 * t**2) * hi
+            + (t**3 - t**2) * d1
+        )
+    t = np.where(np.isfinite(t), t, 0.5)
+    ell = np.where((ell >= lo) & (ell <= hi), ell, lo + t * (hi - lo))  # False for NaN
+    slope_out = np.empty_like(ell)
     active = np.arange(w_nodes.size)
-    for _ in range(100):
+    for it in range(100):
         w, slope = _logit_and_slope(mix, ell[active])
+        slope_out[active] = slope
         res = w - w_nodes[active]
-        converged = np.abs(res) <= 1e-13 * (1.0 + np.abs(w_nodes[active]))
+        # w(ell) is exact to ~1e-13 for terms ~ 10 and to ~1e-11 for terms ~ 1000
+        tol = 1e-13 if it < 3 else 1e-10
+        converged = np.abs(res) <= tol * (1.0 + np.abs(w_nodes[active]))
         active, res, slope = active[~converged], res[~converged], slope[~converged]
         if active.size == 0:
             break
@@ -312,10 +386,11 @@ def _solve_nodes(mix: _Mixture, w_nodes: np.ndarray, mean: float) -> np.ndarray:
         new = np.where(inside, new, 0.5 * (a_lo + a_hi))
         step = np.abs(new - ell[active])
         ell[active] = new
+        # a step this small changes the slope by a relative ~1e-15: the last one is kept
         active = active[step > 4e-16 * (1.0 + np.abs(new))]
         if active.size == 0:
             break
-    return ell
+    return ell, slope_out
 
 
 @functools.lru_cache(maxsize=None)
@@ -325,9 +400,8 @@ def _table(k: int, terms: int) -> np.ndarray:
     h = 1.0 / _CELLS_PER_UNIT
     w_nodes = -_W_MAX + h * np.arange(_N_CELLS + 1)
     mean = math.fsum(1.0 / j for j in range(1, terms + 1))
-    ell = _solve_nodes(mix, w_nodes, mean)
-    lf, ls, ld = _log_cdf_sf_pdf(mix, ell)
-    slope = np.exp(lf + ls - ld - ell) * h  # d log x / d(cell coordinate)
+    ell, dw_dell = _solve_nodes(mix, w_nodes, mean)
+    slope = h / dw_dell  # d log x / d(cell coordinate)
     y0, y1 = ell[:-1], ell[1:]
     d0, d1 = slope[:-1], slope[1:]
     coef = np.stack(
@@ -419,15 +493,18 @@ def max_cdf_error(k: int, terms: int, dtype: Any = np.float64) -> float:
     dtype = np.dtype(dtype)
     if dtype == np.float64:
         u = special.expit(w)
-        ell = _log_quantile(np, u, _table(k, terms))
+        with np.errstate(divide="ignore"):
+            ell = _log_quantile(np, u, _table(k, terms))
     elif dtype == np.float32:
-        w = w[np.abs(w) < 16.5]  # float32 uniforms of the sampler have |logit(u)| < 16.7
+        w = w[np.abs(w) < 16.7]  # the float32 uniforms of the sampler have |logit(u)| < 16.7
         u32 = special.expit(w).astype(np.float32)
-        u = u32.astype(np.float64)
         coef = jnp.asarray(_table_as(k, terms, "float32"))
-        ell = np.asarray(
-            jax.jit(lambda v: _log_quantile(jnp, v, coef))(jnp.asarray(u32)), np.float64
+        x32 = np.asarray(
+            jax.jit(lambda v: jnp.exp(_log_quantile(jnp, v, coef)))(jnp.asarray(u32))
         )
+        normal = x32 >= np.finfo(np.float32).tiny
+        u = u32[normal].astype(np.float64)
+        ell = np.log(x32[normal].astype(np.float64))
     else:
         raise TypeError(f"dtype must be float32 or float64; got {dtype}.")
     lf, ls, _ = _log_cdf_sf_pdf(mix, ell)

@@ -70,9 +70,7 @@ def run(batch, m, k, samples, repeats, noise_name="sog"):
     res["noise_sog"] = timed(draw("sog"), keys, repeats=repeats)
     res["noise_gumbel"] = timed(draw("gumbel"), keys, repeats=repeats)
     res["noise_sog_direct"] = timed(
-        lambda keys: jax.vmap(
-            lambda kk: ij.sog(k, method="direct").sample(kk, (samples, m))
-        )(keys),
+        lambda keys: jax.vmap(lambda kk: ij.sog(k, method="direct").sample(kk, (samples, m)))(keys),
         keys,
         repeats=max(3, repeats // 5),
     )

@@ -44,13 +44,13 @@ def make_problem(m: int = 10, k: int = 5, seed: int = 0) -> Problem:
     """Draws ``b ~ N(0, I_m)`` from ``jax.random.key(seed)`` and enumerates the states."""
     b = jax.random.normal(jax.random.key(seed), (m,), jnp.float32)
     states = ksubset.enumerate_states(m, k, dtype=jnp.float32)
-    state_losses = jnp.sum((states - b) ** 2, axis=-1)
+    state_losses = jnp.sum((states - b[None]) ** 2, axis=-1)
     return Problem(m=m, k=k, b=b, states=states, state_losses=state_losses)
 
 
 def pointwise_loss(problem: Problem, z: jax.Array) -> jax.Array:
-    """``l(z) = ||z - b||^2``."""
-    return jnp.sum((z - problem.b) ** 2, axis=-1)
+    """``l(z) = ||z - b||^2`` for a state ``z`` of shape ``(..., m)``."""
+    return jnp.sum((z - jnp.broadcast_to(problem.b, z.shape)) ** 2, axis=-1)
 
 
 def expected_loss(problem: Problem, theta: jax.Array) -> jax.Array:

@@ -10,6 +10,11 @@ estimates ``g_1..g_n`` are drawn and compared with the exact gradient ``g* = gra
 * ``rel_rmse(S)``: ``sqrt(E ||g_S - g*||^2) / ||g*||``;
 * ``bias_cosine``: the cosine between ``mean_i g_i`` and ``g*`` (the direction of the bias).
 
+The forward pass is measured too: ``forward_tv`` is the total-variation distance between the
+empirical distribution of ``n`` perturb-and-MAP samples ``top_k(theta + eps)`` and the exact
+``p(z; theta)``, next to the same distance for ``n`` faithful samples (the Monte Carlo floor), and
+``forward_mu_err`` the largest error of the empirical marginals.
+
 The I-MLE estimates use the library scaling (divided by ``lam``), which is what makes them
 estimates of ``grad L``; cosines do not depend on that scale. AIMLE chooses its step from the
 ``S`` samples at hand, so its ``S``-sample estimates are drawn directly with ``samples=S`` from the
@@ -27,10 +32,12 @@ import numpy as np
 
 import imlejax as ij
 from experiments.synthetic import estimators as est
-from experiments.synthetic.problem import Problem, exact_gradient
+from experiments.synthetic.problem import Problem, exact_gradient, pointwise_loss
+from imlejax import ksubset
 
 
 def _cos(a: jax.Array, b: jax.Array) -> jax.Array:
+    b = jnp.broadcast_to(b, a.shape)
     return jnp.sum(a * b, axis=-1) / (
         jnp.linalg.norm(a, axis=-1) * jnp.linalg.norm(b, axis=-1) + 1e-30
     )
@@ -54,9 +61,14 @@ def one_sample_metrics(draws: jax.Array, exact: jax.Array, sample_sizes) -> dict
         groups = draws[: (n // s) * s].reshape(n // s, s, -1).mean(axis=1)
         out["cosine"].append(float(jnp.mean(_cos(groups, exact))))
         out["rel_rmse"].append(
-            float(jnp.sqrt(jnp.mean(jnp.sum((groups - exact) ** 2, axis=-1))) / norm)
+            float(jnp.sqrt(jnp.mean(jnp.sum((groups - exact[None]) ** 2, axis=-1))) / norm)
         )
     return out
+
+
+def parameter_points(problem: Problem, points: int, seed: int) -> jax.Array:
+    """The parameters of the study, ``theta ~ N(0, I)``, shape ``(points, m)``."""
+    return jax.random.normal(jax.random.key(seed), (points, problem.m), jnp.float32)
 
 
 def _draw(grad_fn: Callable, key: jax.Array, theta: jax.Array, lam, n: int) -> jax.Array:
@@ -87,7 +99,7 @@ def run_quality(
     ``cosine`` and ``rel_rmse``); ``result["ste"][noise]``, ``result["sfe"]`` and
     ``result["aimle"][noise]`` hold single entries (``aimle`` by ``S``).
     """
-    thetas = jax.random.normal(jax.random.key(seed), (points, problem.m), jnp.float32)
+    thetas = parameter_points(problem, points, seed)
     lams = [float(x) for x in lams]
     sample_sizes = [int(s) for s in sample_sizes]
     imle_fns = {nm: est.imle_gradient(problem, est.make_noise(nm, problem.k)) for nm in est.NOISES}
@@ -95,57 +107,68 @@ def run_quality(
     sfe_fn = est.sfe_gradient(problem)
     target = ij.aimle()
 
+    oracle = ij.top_k(problem.k)
+    aimle_fns = {
+        (nm, s): est.aimle_gradient(problem, est.make_noise(nm, problem.k), target, samples=s)
+        for nm in est.NOISES
+        for s in sample_sizes
+    }
+
+    def forward(key, theta):
+        probs = jax.nn.softmax(problem.states @ theta)
+        out = {}
+        for nm in est.NOISES:
+            eps = est.make_noise(nm, problem.k).sample(key, (n, problem.m), theta.dtype)
+            out[nm] = jax.vmap(oracle)(theta[None] + eps)
+        out["faithful"] = ksubset.sample(key, theta, problem.k, samples=n)
+        res = {}
+        for name, z in out.items():
+            idx = jnp.argmax(z @ problem.states.T, axis=-1)
+            freq = jnp.zeros(problem.states.shape[0]).at[idx].add(1.0 / n)
+            res[f"tv_{name}"] = 0.5 * jnp.sum(jnp.abs(freq - probs))
+            res[f"mu_err_{name}"] = jnp.max(jnp.abs(z.mean(0) - probs @ problem.states))
+        return res
+
     @jax.jit
-    def imle_draws(key, theta, lam_arr):
-        return {
-            nm: jax.vmap(lambda lam, f=f: _draw(f, key, theta, lam, n))(lam_arr)
+    def point_draws(key, theta, lam_arr):
+        """Every draw needed at one parameter point, in one compiled function."""
+        out = {
+            f"imle_{nm}": jax.vmap(lambda lam, f=f: _draw(f, key, theta, lam, n))(lam_arr)
             for nm, f in imle_fns.items()
         }
-
-    @jax.jit
-    def other_draws(key, theta):
-        out = {f"ste_{nm}": _draw(f, key, theta, 0.0, n) for nm, f in ste_fns.items()}
+        out.update({f"ste_{nm}": _draw(f, key, theta, 0.0, n) for nm, f in ste_fns.items()})
         out["sfe"] = _draw(sfe_fn, key, theta, 0.0, n)
+        for (nm, s), f in aimle_fns.items():
+            keys = jax.random.split(jax.random.fold_in(key, s), max(n // s, 2))
+            out[f"aimle_{nm}_{s}"] = jax.vmap(lambda kk, f=f: f(kk, theta, target.init())[0])(keys)
+        out["forward"] = forward(key, theta)
         return out
 
-    def aimle_draws(key, theta, s):
-        fns = {
-            nm: est.aimle_gradient(problem, est.make_noise(nm, problem.k), target, samples=s)
-            for nm in est.NOISES
-        }
-        keys = jax.random.split(key, max(n // s, 2))
-        return {
-            nm: jax.vmap(lambda kk, f=f: f(kk, theta, target.init())[0])(keys)
-            for nm, f in fns.items()
-        }
-
-    aimle_jit = jax.jit(aimle_draws, static_argnums=2)
-    per_point: dict = {"imle": {nm: [] for nm in est.NOISES}, "ste": {nm: [] for nm in est.NOISES},
-                       "sfe": [], "aimle": {nm: [] for nm in est.NOISES}}
+    fwd_rows = []
+    per_point: dict = {
+        "imle": {nm: [] for nm in est.NOISES},
+        "ste": {nm: [] for nm in est.NOISES},
+        "sfe": [],
+        "aimle": {nm: [] for nm in est.NOISES},
+    }
     lam_arr = jnp.asarray(lams, jnp.float32)
     it = range(points) if progress is None else progress(range(points))
     for p in it:
         theta = thetas[p]
         exact = exact_gradient(problem, theta)
         key = jax.random.fold_in(jax.random.key(seed + 1), p)
-        draws = imle_draws(key, theta, lam_arr)
+        draws = point_draws(key, theta, lam_arr)
+        fwd_rows.append({f: float(v) for f, v in draws["forward"].items()})
         for nm in est.NOISES:
-            rows = [one_sample_metrics(draws[nm][i], exact, sample_sizes) for i in range(len(lams))]
+            d = draws[f"imle_{nm}"]
+            rows = [one_sample_metrics(d[i], exact, sample_sizes) for i in range(len(lams))]
             per_point["imle"][nm].append({f: [r[f] for r in rows] for f in rows[0]})
-        other = other_draws(key, theta)
-        for nm in est.NOISES:
-            per_point["ste"][nm].append(one_sample_metrics(other[f"ste_{nm}"], exact, sample_sizes))
-        per_point["sfe"].append(one_sample_metrics(other["sfe"], exact, sample_sizes))
-        aimle_rows = {nm: [] for nm in est.NOISES}
-        for s in sample_sizes:
-            d = aimle_jit(key, theta, s)
-            for nm in est.NOISES:
-                aimle_rows[nm].append(one_sample_metrics(d[nm], exact, [1]))
-        for nm in est.NOISES:
-            rows = aimle_rows[nm]
+            per_point["ste"][nm].append(one_sample_metrics(draws[f"ste_{nm}"], exact, sample_sizes))
+            rows = [one_sample_metrics(draws[f"aimle_{nm}_{s}"], exact, [1]) for s in sample_sizes]
             per_point["aimle"][nm].append(
                 {f: [r[f][0] if isinstance(r[f], list) else r[f] for r in rows] for f in rows[0]}
             )
+        per_point["sfe"].append(one_sample_metrics(draws["sfe"], exact, sample_sizes))
     return {
         "lams": lams,
         "sample_sizes": sample_sizes,
@@ -155,4 +178,56 @@ def run_quality(
         "ste": {nm: _average(per_point["ste"][nm]) for nm in est.NOISES},
         "sfe": _average(per_point["sfe"]),
         "aimle": {nm: _average(per_point["aimle"][nm]) for nm in est.NOISES},
+        "forward": _average(fwd_rows),
+        "forward_per_point": fwd_rows,
     }
+
+
+def run_check_gradient(
+    problem: Problem, *, lams, num_keys: int, seed: int, points: int = 1, only=None
+) -> list[dict]:
+    """Cross-check with :func:`imlejax.check_gradient` at the first parameter point of the study.
+
+    One-sample estimators (I-MLE at each ``lam`` in ``lams``, STE, SFE, AIMLE from its initial
+    state); returns the report's cosine, relative bias, variance and largest z-score per estimator.
+    ``only`` restricts the list to the named estimators.
+    """
+    theta = parameter_points(problem, points, seed)[0]
+    oracle = ij.top_k(problem.k)
+    target = ij.aimle()
+    entries = []
+    for nm in est.NOISES:
+        noise = est.make_noise(nm, problem.k)
+        for lam in lams:
+            entries.append(
+                (f"I-MLE {nm} lam={lam:g}", ij.imle(oracle, noise=noise, target=ij.pid(float(lam))))
+            )
+        entries.append((f"STE {nm}", ij.ste(oracle, noise=noise)))
+        aimle_sampler = ij.imle(oracle, noise=noise, target=target)
+        entries.append(
+            (f"AIMLE {nm}", lambda key, t, f=aimle_sampler: f(key, t, state=target.init()))
+        )
+    entries.append(("SFE", ij.sfe(problem.k, lambda z: pointwise_loss(problem, z))))
+    rows = []
+    for name, estimator in entries:
+        if only is not None and name not in only:
+            continue
+        report = ij.check_gradient(
+            estimator,
+            lambda z: pointwise_loss(problem, z),
+            theta,
+            k=problem.k,
+            num_keys=num_keys,
+            key=jax.random.key(seed + 2),
+        )
+        rows.append(
+            {
+                "estimator": name,
+                "cosine": report.cosine,
+                "relative_bias": report.relative_bias,
+                "variance": report.variance,
+                "max_z": report.max_z,
+                "num_keys": report.num_keys,
+            }
+        )
+    return rows

@@ -53,7 +53,7 @@ def time_enumeration(m: int, repeats: int, seed: int) -> dict:
 
     @jax.jit
     def exact(theta, b, states):
-        losses = jnp.sum((states - b) ** 2, axis=-1)
+        losses = jnp.sum((states - b[None]) ** 2, axis=-1)
         return jnp.dot(jax.nn.softmax(states @ theta), losses)
 
     @jax.jit
@@ -66,8 +66,15 @@ def time_enumeration(m: int, repeats: int, seed: int) -> dict:
     mean_s, std_s = _time(
         faithful, lambda i: (jax.random.fold_in(base, i + 1), theta, b, states), repeats
     )
-    return {"m": m, "k": k, "states": math.comb(m, k), "exact_mean": mean_l, "exact_std": std_l,
-            "sample_mean": mean_s, "sample_std": std_s}
+    return {
+        "m": m,
+        "k": k,
+        "states": math.comb(m, k),
+        "exact_mean": mean_l,
+        "exact_std": std_l,
+        "sample_mean": mean_s,
+        "sample_std": std_s,
+    }
 
 
 def time_dp(m: int, repeats: int, seed: int) -> dict:
@@ -87,8 +94,14 @@ def time_dp(m: int, repeats: int, seed: int) -> dict:
     base = jax.random.key(seed + 1)
     mean_l, std_l = _time(exact, lambda i: (theta, b), repeats)
     mean_s, std_s = _time(faithful, lambda i: (jax.random.fold_in(base, i + 1), theta, b), repeats)
-    return {"m": m, "k": k, "exact_mean": mean_l, "exact_std": std_l,
-            "sample_mean": mean_s, "sample_std": std_s}
+    return {
+        "m": m,
+        "k": k,
+        "exact_mean": mean_l,
+        "exact_std": std_l,
+        "sample_mean": mean_s,
+        "sample_std": std_s,
+    }
 
 
 def time_perturb_and_map(m: int, repeats: int, seed: int, method: str = "table") -> dict:
@@ -112,7 +125,13 @@ def time_perturb_and_map_direct(m: int, repeats: int, seed: int) -> dict:
 
 
 def run_runtime(
-    *, enum_ms, dp_ms, pam_ms, pam_direct_ms, repeats: int, seed: int,
+    *,
+    enum_ms,
+    dp_ms,
+    pam_ms,
+    pam_direct_ms,
+    repeats: int,
+    seed: int,
     progress: Callable | None = None,
 ) -> dict:
     """Times the methods on their grids of ``m``; returns JSON-ready rows per method."""
@@ -120,9 +139,14 @@ def run_runtime(
     tasks += [("dp", m, time_dp) for m in dp_ms]
     tasks += [("perturb_and_map", m, time_perturb_and_map) for m in pam_ms]
     tasks += [("perturb_and_map_direct", m, time_perturb_and_map_direct) for m in pam_direct_ms]
-    out: dict = {"enumeration": [], "dp": [], "perturb_and_map": [],
-                 "perturb_and_map_direct": [], "repeats": repeats,
-                 "device": str(jax.devices()[0].platform)}
+    out: dict = {
+        "enumeration": [],
+        "dp": [],
+        "perturb_and_map": [],
+        "perturb_and_map_direct": [],
+        "repeats": repeats,
+        "device": str(jax.devices()[0].platform),
+    }
     it = tasks if progress is None else progress(tasks)
     for name, m, fn in it:
         out[name].append(fn(m, repeats, seed))

@@ -28,18 +28,16 @@ def run_keys(seed: int, runs: int) -> jax.Array:
 
 
 def make_grid_runner(
-    problem: Problem, grad_fn: GradFn, steps: int, *, lr_times_lam: bool
+    problem: Problem, grad_fn: GradFn, steps: int
 ) -> Callable[[jax.Array, jax.Array, jax.Array], jax.Array]:
-    """Returns a jitted ``runner(keys, lam, lrs) -> curves`` for one row of a (lam, lr) grid.
+    """Returns a jitted ``runner(keys, lam, rates) -> curves`` for one row of a (lam, lr) grid.
 
-    ``keys`` has shape ``(runs,)``, ``lam`` is a scalar and ``lrs`` has shape ``(n_lr,)``; the
-    result holds ``L(theta_t)`` for ``t = 0..steps`` with shape ``(n_lr, runs, steps + 1)``.
-    With ``lr_times_lam`` the optimiser's learning rate is ``lr * lam``: SGD with momentum is linear
-    in the gradient, so this is exactly SGD with learning rate ``lr`` on ``lam`` times the estimate.
+    ``keys`` has shape ``(runs,)``, ``lam`` is a scalar (the estimator's step) and ``rates`` has
+    shape ``(n_lr,)`` (the optimiser's learning rates); the result holds ``L(theta_t)`` for
+    ``t = 0..steps`` with shape ``(n_lr, runs, steps + 1)``.
     """
 
-    def one_run(key, lam, lr):
-        rate = lr * lam if lr_times_lam else lr
+    def one_run(key, lam, rate):
         opt = optax.sgd(rate, momentum=MOMENTUM)
         theta = jnp.zeros((problem.m,), jnp.float32)
 
@@ -69,20 +67,26 @@ def run_grid(
     steps: int,
     seed: int,
     lr_times_lam: bool = False,
+    runner: Callable | None = None,
     progress: Callable | None = None,
 ) -> np.ndarray:
     """Runs every (lam, lr) cell; returns curves of shape ``(n_lam, n_lr, runs, steps + 1)``.
 
-    One compiled function serves every row (``lam`` is a traced argument); ``progress`` wraps the
-    iteration over rows (e.g. ``tqdm``).
+    With ``lr_times_lam`` the optimiser's learning rate in row ``lam`` is ``lr * lam``: SGD with
+    momentum is linear in the gradient, so this is exactly SGD with learning rate ``lr`` on
+    ``lam`` times the estimate. One compiled function serves every row and both scalings
+    (``lam`` and the rates are traced); pass ``runner`` (from :func:`make_grid_runner`) to reuse
+    it across calls. ``progress`` wraps the iteration over rows (e.g. ``tqdm``).
     """
-    runner = make_grid_runner(problem, grad_fn, steps, lr_times_lam=lr_times_lam)
+    if runner is None:
+        runner = make_grid_runner(problem, grad_fn, steps)
     keys = run_keys(seed, runs)
-    lrs = jnp.asarray(lrs, jnp.float32)
+    lrs = np.asarray(lrs, np.float64)
     rows = []
     it = list(lams) if progress is None else progress(list(lams))
     for lam in it:
-        rows.append(np.asarray(runner(keys, jnp.asarray(lam, jnp.float32), lrs)))
+        rates = jnp.asarray(lrs * lam if lr_times_lam else lrs, jnp.float32)
+        rows.append(np.asarray(runner(keys, jnp.asarray(lam, jnp.float32), rates)))
     return np.stack(rows)
 
 
@@ -116,6 +120,8 @@ def summarise(curves: np.ndarray) -> dict:
     final = curves[..., -1]
     return {
         "final_mean": final.mean(axis=-1),
-        "final_std": final.std(axis=-1, ddof=1) if final.shape[-1] > 1 else np.zeros_like(final[..., 0]),
+        "final_std": final.std(axis=-1, ddof=1)
+        if final.shape[-1] > 1
+        else np.zeros_like(final[..., 0]),
         "curve_mean": curves.mean(axis=-2),
     }

@@ -1,0 +1,205 @@
+"""Figures of the synthetic experiments (matplotlib, Agg backend)."""
+
+from __future__ import annotations
+
+import pathlib
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.colors import TwoSlopeNorm  # noqa: E402
+
+NOISE_LABEL = {"sog": "SoG(k=5, τ=1, s=10)", "gumbel": "Gumbel(0, 1)"}
+
+
+def _fmt(v: float) -> str:
+    return f"{v:g}"
+
+
+def _heat(ax, values, lams, lrs, title, cmap, norm=None, vmin=None, vmax=None, fmt="{:.2f}"):
+    im = ax.imshow(
+        values, origin="lower", aspect="auto", cmap=cmap, norm=norm, vmin=vmin, vmax=vmax
+    )
+    ax.set_xticks(range(len(lrs)), [_fmt(x) for x in lrs], rotation=90, fontsize=7)
+    ax.set_yticks(range(len(lams)), [_fmt(x) for x in lams], fontsize=7)
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("λ")
+    ax.set_title(title, fontsize=9)
+    if values.size <= 200:
+        for i in range(values.shape[0]):
+            for j in range(values.shape[1]):
+                ax.text(j, i, fmt.format(values[i, j]), ha="center", va="center", fontsize=5)
+    plt.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
+
+
+def heatmap_triplet(path: pathlib.Path, sog, gumbel, lams, lrs, quantity: str, suptitle: str):
+    """SoG, Gumbel and SoG - Gumbel (blue = SoG lower) heat maps over (lam, lr)."""
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
+    vmin = float(min(sog.min(), gumbel.min()))
+    vmax = float(max(sog.max(), gumbel.max()))
+    _heat(
+        axes[0],
+        sog,
+        lams,
+        lrs,
+        f"{quantity}, I-MLE with {NOISE_LABEL['sog']}",
+        "viridis",
+        vmin=vmin,
+        vmax=vmax,
+    )
+    _heat(
+        axes[1],
+        gumbel,
+        lams,
+        lrs,
+        f"{quantity}, I-MLE with {NOISE_LABEL['gumbel']}",
+        "viridis",
+        vmin=vmin,
+        vmax=vmax,
+    )
+    diff = sog - gumbel
+    lim = float(np.abs(diff).max()) or 1.0
+    _heat(
+        axes[2],
+        diff,
+        lams,
+        lrs,
+        "SoG − Gumbel (blue: SoG lower)",
+        "RdBu_r",
+        norm=TwoSlopeNorm(0.0, -lim, lim),
+    )
+    fig.suptitle(suptitle, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def ste_sfe_figure(path: pathlib.Path, res: dict, loss_min: float):
+    """STE with SoG and Gumbel over learning rates, and SFE (mean and std) over learning rates."""
+    fig, axes = plt.subplots(1, 4, figsize=(17, 4))
+    lrs = np.asarray(res["ste_lrs"])
+    for nm, color in (("sog", "C0"), ("gumbel", "C1")):
+        mean = np.asarray(res["ste"][nm]["final_mean"])
+        std = np.asarray(res["ste"][nm]["final_std"])
+        axes[0].plot(lrs, mean, "o-", color=color, label=f"STE, {NOISE_LABEL[nm]}")
+        axes[0].fill_between(lrs, mean - std, mean + std, color=color, alpha=0.2)
+    axes[0].axhline(loss_min, color="k", ls=":", lw=1, label="min_z ||z − b||²")
+    axes[0].set_title(f"STE: final L after {res['ste_steps']} steps ({res['ste_runs']} runs)")
+    diff = np.asarray(res["ste"]["sog"]["final_mean"]) - np.asarray(
+        res["ste"]["gumbel"]["final_mean"]
+    )
+    axes[1].bar(range(len(lrs)), diff, color=np.where(diff < 0, "tab:blue", "tab:red"))
+    axes[1].set_xticks(range(len(lrs)), [_fmt(x) for x in lrs], rotation=90, fontsize=7)
+    axes[1].axhline(0.0, color="k", lw=0.8)
+    axes[1].set_title("STE: SoG − Gumbel mean (blue: SoG lower)")
+    slrs = np.asarray(res["sfe_lrs"])
+    axes[2].plot(slrs, res["sfe"]["final_mean"], "o-", color="C2")
+    axes[2].axhline(loss_min, color="k", ls=":", lw=1)
+    axes[2].set_title(f"SFE: mean final L, {res['sfe_steps']} steps ({res['sfe_runs']} runs)")
+    axes[3].plot(slrs, res["sfe"]["final_std"], "o-", color="C3")
+    axes[3].set_title("SFE: std of final L")
+    for ax in (axes[0], axes[2], axes[3]):
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate")
+    axes[1].set_xlabel("learning rate")
+    axes[0].set_ylabel("L(θ)")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def runtime_figure(path: pathlib.Path, res: dict):
+    """Runtime (mean ± std) against m for exact L, faithful samples and perturb-and-MAP."""
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    series = [
+        ("enumeration", "exact", "Expect. L, enumeration", "C0", "o-"),
+        ("enumeration", "sample", "faithful sample, enumeration", "C1", "s-"),
+        ("dp", "exact", "Expect. L, DP (marginals)", "C0", "o--"),
+        ("dp", "sample", "faithful sample, DP", "C1", "s--"),
+        ("perturb_and_map", "sample", "P&M sample, SoG table", "C2", "^-"),
+        ("perturb_and_map_direct", "sample", "P&M sample, SoG direct", "C2", "v:"),
+    ]
+    for method, what, label, color, style in series:
+        rows = res.get(method, [])
+        if not rows:
+            continue
+        m = np.array([r["m"] for r in rows])
+        mean = np.array([r[f"{what}_mean"] for r in rows])
+        std = np.array([r[f"{what}_std"] for r in rows])
+        ax.errorbar(m, mean, yerr=std, fmt=style, color=color, label=label, ms=4, capsize=2)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("m (k = m/2)")
+    ax.set_ylabel(f"seconds (mean ± std over {res['repeats']} evaluations)")
+    ax.set_title(f"Runtime of L and of samples of l ({res['device']})")
+    ax.legend(fontsize=7)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def quality_figure(path: pathlib.Path, res: dict, lam_ref: float):
+    """Cosine and relative bias against lam, and cosine against the number of samples S."""
+    lams = np.asarray(res["lams"])
+    ss = np.asarray(res["sample_sizes"])
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.6))
+    colors = {"sog": "C0", "gumbel": "C1"}
+    iref = int(np.argmin(np.abs(np.log(lams / lam_ref))))
+    for nm in ("sog", "gumbel"):
+        imle = res["imle"][nm]
+        cos = np.asarray(imle["cosine"])
+        axes[0].plot(lams, cos[:, 0], "o-", color=colors[nm], label=f"I-MLE {nm}, S=1")
+        axes[0].plot(lams, cos[:, -1], "o--", color=colors[nm], label=f"I-MLE {nm}, S={ss[-1]}")
+        axes[1].plot(lams, imle["rel_bias"], "o-", color=colors[nm], label=f"I-MLE {nm}")
+        axes[2].plot(ss, cos[iref], "o-", color=colors[nm], label=f"I-MLE {nm}, λ={lams[iref]:g}")
+        ste = res["ste"][nm]
+        axes[0].axhline(ste["cosine"][0], color=colors[nm], ls=":", lw=1, label=f"STE {nm}, S=1")
+        axes[1].axhline(ste["rel_bias"], color=colors[nm], ls=":", lw=1, label=f"STE {nm}")
+        axes[2].plot(ss, ste["cosine"], "s:", color=colors[nm], label=f"STE {nm}")
+        aim = res["aimle"][nm]
+        axes[1].axhline(
+            aim["rel_bias"][0], color=colors[nm], ls="-.", lw=1, label=f"AIMLE {nm} (S=1)"
+        )
+        axes[2].plot(ss, aim["cosine"], "^-.", color=colors[nm], label=f"AIMLE {nm}")
+    sfe = res["sfe"]
+    axes[0].axhline(sfe["cosine"][0], color="C2", ls=":", lw=1, label="SFE, S=1")
+    axes[1].axhline(sfe["rel_bias"], color="C2", ls=":", lw=1, label="SFE (≈ Monte Carlo floor)")
+    axes[2].plot(ss, sfe["cosine"], "D-", color="C2", label="SFE")
+    axes[0].set_title("mean cosine(S-sample estimate, exact gradient)")
+    axes[1].set_title("relative bias ||E ĝ − ∇L|| / ||∇L||")
+    axes[2].set_title("mean cosine against the number of samples S")
+    for ax in axes[:2]:
+        ax.set_xscale("log")
+        ax.set_xlabel("λ (library scaling: finite difference divided by λ)")
+    axes[1].set_yscale("log")
+    axes[2].set_xscale("log")
+    axes[2].set_xlabel("S")
+    for ax in axes:
+        ax.legend(fontsize=6)
+        ax.grid(True, alpha=0.3)
+    fig.suptitle(
+        f"Gradient quality at {res['points']} points θ ~ N(0, I), {res['n']} draws each",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def curves_figure(path: pathlib.Path, curves: dict, title: str):
+    """Mean loss curves of selected cells: ``curves[label] = (mean_curve, std_final)``."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, curve in curves.items():
+        ax.plot(np.arange(len(curve)), curve, label=label)
+    ax.set_xlabel("step")
+    ax.set_ylabel("mean exact L(θ)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
