@@ -104,7 +104,14 @@ class SumOfGamma:
       tau: temperature, a positive scalar.
       terms: number of terms ``s`` of the series, an integer ``>= 1`` (static).
       method: ``"table"`` (default) draws by the inverse CDF of the exact finite-``terms``
-        distribution, tabulated once per ``(k, terms)``; ``"direct"`` sums ``terms`` gamma draws.
+        distribution, tabulated once per ``(k, terms)`` on the host (cubic Hermite interpolation
+        of ``log x`` in ``logit(u)``, solved from the exact gamma-mixture CDF; about 0.05 s for
+        ``terms=10`` and 0.6 s for ``terms=1000``); a draw costs 1-1.6 Gumbel draws. Its
+        sup-CDF error ``max_u |F(Q_table(u)) - u|``, measured by
+        ``imlejax._sog_table.max_cdf_error`` on a grid of ``k`` from 1 to 100 and ``terms`` from
+        1 to 1000, is below ``2e-10`` in float64 and below ``3e-7`` in float32 (where rounding
+        ``x`` to float32 alone accounts for up to ``1e-7``). ``"direct"`` sums ``terms`` gamma draws: the
+        reference sampler, several hundred times slower.
 
     Example:
       >>> import jax, imlejax as ij

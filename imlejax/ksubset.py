@@ -28,7 +28,8 @@ Conventions shared by every function of the module:
   ``float16`` and ``bfloat16`` inputs are computed in ``float32`` and the results are rounded back
   to the input dtype. Non-floating ``theta`` raises ``TypeError``.
 * **Numerics.** ``log 0`` is represented by the finite value ``-finfo(dtype).max / 16`` and every
-  row of the dynamic program is shifted by its maximum, with the shifts accumulated separately.
+  row of the dynamic program is shifted by its maximum, with the shifts accumulated separately
+  (compensated summation), so that the entries that matter stay of moderate magnitude.
   Results therefore stay finite and gradients stay free of ``nan`` for any ``theta / tau`` of
   magnitude far below ``finfo(dtype).max / 16`` (for instance logits spanning ``+-1e3``).
 """

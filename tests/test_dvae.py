@@ -69,6 +69,7 @@ def test_reference_loss():
     logits = jax.random.normal(jax.random.key(2), (2, 3, 784))
     loss, (bce, kl) = reference_loss(theta, logits, x)
     p = jax.nn.sigmoid(logits)
+    x = jnp.broadcast_to(x, p.shape)
     bce_ref = -jnp.mean(jnp.sum(x * jnp.log(p) + (1 - x) * jnp.log1p(-p), axis=-1))
     np.testing.assert_allclose(bce, bce_ref, rtol=1e-4)
     np.testing.assert_allclose(loss, bce + jnp.mean(kl_to_uniform(theta)), rtol=1e-6)

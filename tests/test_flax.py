@@ -46,7 +46,9 @@ class Holder(nnx.Module):
 
 
 ESTIMATORS = {
-    "imle": lambda: ij.imle(ij.top_k(2), noise=ij.sog(2, method="direct"), target=ij.pid(10.0), samples=3),
+    "imle": lambda: ij.imle(
+        ij.top_k(2), noise=ij.sog(2, method="direct"), target=ij.pid(10.0), samples=3
+    ),
     "imle_single": lambda: ij.imle(ij.top_k(2), noise=ij.gumbel(), target=ij.pid(1.0)),
 }
 if hasattr(ij, "ste"):

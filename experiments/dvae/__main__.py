@@ -62,8 +62,13 @@ def main(argv=None) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             path = args.data or write_fake_mnist(Path(tmp) / "mnist.npz", 60, 20)
             cfg = TrainConfig(
-                method=args.method, epochs=2, batch_size=20, seed=args.seed,
-                samples=args.samples, max_train=60, max_test=20,
+                method=args.method,
+                epochs=2,
+                batch_size=20,
+                seed=args.seed,
+                samples=args.samples,
+                max_train=60,
+                max_test=20,
             )
             out = Path(args.out) if args.out else Path(tmp) / "run"
             result = train(cfg, load_mnist(path), out, progress=not args.no_progress)

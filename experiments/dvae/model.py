@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from experiments.dvae.configs import GROUPS, M, Built
+from experiments.dvae.configs import GROUPS, Built, M
 from imlejax.flax.nnx import DiscreteLayer
 
 _INIT = dict(kernel_init=nnx.initializers.glorot_uniform(), bias_init=nnx.initializers.zeros)

@@ -1,8 +1,9 @@
 """Throughput of the jitted train step, and the share of noise sampling and oracle calls.
 
-``python -m experiments.dvae.profile [--steps 60] [--repeats 3] [--out FILE.json]`` times
+``python -m experiments.dvae.profile [--steps 60] [--repeats 5] [--out FILE.json]`` times
 ``--steps`` train steps of I-MLE (SoG, lambda=10) run in one ``lax.scan`` (as in training), for
-``S = 1`` and ``S = 10`` samples, and the same step with
+``S = 1`` and ``S = 10`` samples (best of ``--repeats`` timings, the variants timed in turn), and
+the same step with
 
 * ``noise=None``: the same oracle calls without noise sampling,
 * an estimator that returns ``theta`` itself: neither noise nor oracle (the rest of the step),
@@ -25,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import imlejax as ij
-from experiments.dvae.configs import GROUPS, K, M, SOG_TAU, Built, Method
+from experiments.dvae.configs import GROUPS, SOG_TAU, Built, K, M, Method
 from experiments.dvae.train import Estimators, TrainConfig, init_state, run_epoch, with_estimator
 
 BATCH = 100
@@ -45,7 +46,9 @@ def variants(samples):
             ij.imle(ij.top_k(K), noise=ij.sog(K, tau=SOG_TAU), target=lam, samples=samples),
             ij.top_k(K),
         ),
-        "no_noise": Built(ij.imle(ij.top_k(K), noise=None, target=lam, samples=samples), ij.top_k(K)),
+        "no_noise": Built(
+            ij.imle(ij.top_k(K), noise=None, target=lam, samples=samples), ij.top_k(K)
+        ),
         "no_oracle": Built(_identity(samples), ij.top_k(K)),
     }
 
@@ -59,8 +62,8 @@ def _best_time(fn, repeats):
     return best
 
 
-def time_train_steps(built: Built, samples, x, steps: int, repeats: int) -> float:
-    """Seconds per train step (best of ``repeats`` scans of ``steps`` steps)."""
+def prepare_train_steps(built: Built, samples, x, steps: int):
+    """A compiled closure running ``steps`` train steps in one ``lax.scan``."""
     method = Method("profile", "profile", "profile", lambda s, t: built)
     cfg = TrainConfig(method="imle_sog_lam10", samples=samples)
     graphdef, state = init_state(cfg, Estimators(method, samples))
@@ -73,8 +76,17 @@ def time_train_steps(built: Built, samples, x, steps: int, repeats: int) -> floa
         holder["state"] = new_state
         return losses
 
-    once()  # compile
-    return _best_time(once, repeats) / steps
+    jax.block_until_ready(once())  # compile
+    return once
+
+
+def time_interleaved(fns: dict, repeats: int) -> dict:
+    """Best time of each closure, the closures timed in turn ``repeats`` times (fair under load)."""
+    best = dict.fromkeys(fns, np.inf)
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            best[name] = min(best[name], _best_time(fn, 1))
+    return best
 
 
 def time_alone(samples, repeats: int, calls: int = 200) -> dict:
@@ -109,7 +121,7 @@ def time_alone(samples, repeats: int, calls: int = 200) -> dict:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m experiments.dvae.profile")
     parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     x = jax.random.uniform(jax.random.key(0), (args.steps * BATCH, 784))
@@ -122,9 +134,12 @@ def main(argv=None) -> dict:
     }
     for samples in (None, 10):
         s = samples or 1
-        row = {}
-        for name, built in variants(samples).items():
-            row[f"step_s_{name}"] = time_train_steps(built, samples, x, args.steps, args.repeats)
+        fns = {
+            name: prepare_train_steps(built, samples, x, args.steps)
+            for name, built in variants(samples).items()
+        }
+        times = time_interleaved(fns, args.repeats)
+        row = {f"step_s_{name}": t / args.steps for name, t in times.items()}
         row.update(time_alone(samples, args.repeats))
         full = row["step_s_full"]
         row["examples_per_s"] = BATCH / full

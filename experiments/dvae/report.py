@@ -71,7 +71,7 @@ def plot_curves(runs: dict[str, dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
-    for name, payload in runs.items():
+    for payload in runs.values():
         h = payload["history"]
         epochs = [r["epoch"] for r in h]
         label = f"{payload['label']} ({len(h)} ep.)"
@@ -98,7 +98,9 @@ def plot_reconstructions(runs_dir: Path, runs: dict[str, dict], path: Path, n: i
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [m for m in ("imle_sog_lam1", "imle_sog_lam10") if (runs_dir / m / "recon.npz").exists()]
+    names = [
+        m for m in ("imle_sog_lam1", "imle_sog_lam10") if (runs_dir / m / "recon.npz").exists()
+    ]
     if not names:
         return False
     recs = {m: np.load(runs_dir / m / "recon.npz") for m in names}

@@ -326,7 +326,9 @@ def train(
         t0 = time.perf_counter()
         test = {
             k: float(v)
-            for k, v in evaluate(graphdef, state, x_test, jax.random.fold_in(eval_key, epoch)).items()
+            for k, v in evaluate(
+                graphdef, state, x_test, jax.random.fold_in(eval_key, epoch)
+            ).items()
         }
         eval_time = time.perf_counter() - t0
         row = {
@@ -343,8 +345,13 @@ def train(
         history.append(row)
         save_checkpoint(mngr, epoch, state, history)
         z, recon = reconstruct(graphdef, state, x_test[:16])
-        np.savez(out_dir / "recon.npz", x=np.asarray(x_test[:16]), z=np.asarray(z),
-                 recon=np.asarray(recon), epoch=epoch)
+        np.savez(
+            out_dir / "recon.npz",
+            x=np.asarray(x_test[:16]),
+            z=np.asarray(z),
+            recon=np.asarray(recon),
+            epoch=epoch,
+        )
         write_metrics(out_dir, cfg, history, {"compile_s": compile_s})
         bar.set_postfix(test=f"{row['test_loss']:.2f}", s_per_epoch=f"{epoch_time:.1f}")
         done_here += 1

@@ -5,9 +5,9 @@ A 5-subset distribution over ``m = 10`` items, ``p(z; theta) ∝ exp(<z, theta>)
 its gradient by enumeration of the ``C(10, 5) = 252`` states (or, equivalently, by the closed form
 ``k - 2 <mu(theta), b> + ||b||^2`` through the k-subset marginals).
 
-    python -m experiments.synthetic --smoke   # seconds: tiny grids (used by the tests)
-    python -m experiments.synthetic           # a reduced configuration, about a minute
-    python -m experiments.synthetic --full    # the paper's configuration (100 runs per cell)
+    python -m experiments.synthetic --smoke   # tiny grids (used by the tests), under a minute
+    python -m experiments.synthetic           # reduced grids, two to three minutes
+    python -m experiments.synthetic --full    # the paper's configuration, about six minutes
 
 Modules: :mod:`.problem` (the loss, exact gradients, state bounds), :mod:`.estimators` (one-sample
 gradient estimators), :mod:`.train` (batched SGD runs), :mod:`.quality` (gradient quality against

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
 from imlejax._targets import AIMLEState
@@ -118,6 +119,8 @@ class DiscreteLayer(nnx.Module):
             raise TypeError(f"rngs must be nnx.Rngs, nnx.RngStream or None; got {type(rngs)}.")
         if state is not None and not isinstance(state, AIMLEState):
             raise TypeError(f"state must be an imlejax.AIMLEState (target.init()); got {state!r}.")
+        # A copy, so that donating the module's buffers never deletes the caller's state.
+        state = None if state is None else jax.tree.map(jnp.array, state)
         self.aimle = AIMLEVariable(state) if state is not None else nnx.data(None)
 
     def __call__(
