@@ -24,18 +24,29 @@ import numpy as np
 import imlejax as ij
 
 
-def timed(fn, *args, repeats):
-    """Returns (compile seconds, median run seconds) of ``jax.jit(fn)(*args)``."""
-    start = time.perf_counter()
-    compiled = jax.jit(fn).lower(*args).compile()
-    compile_s = time.perf_counter() - start
-    jax.block_until_ready(compiled(*args))
-    runs = []
-    for _ in range(repeats):
+def compile_all(fns):
+    """Compiles every ``(fn, args)``; returns ``{name: (compiled, args, compile seconds)}``."""
+    out = {}
+    for name, (fn, args) in fns.items():
         start = time.perf_counter()
+        compiled = jax.jit(fn).lower(*args).compile()
+        out[name] = (compiled, args, time.perf_counter() - start)
         jax.block_until_ready(compiled(*args))
-        runs.append(time.perf_counter() - start)
-    return compile_s, float(np.median(runs))
+    return out
+
+
+def time_interleaved(compiled, repeats, slow=()):
+    """Median run seconds of each compiled function, timed in turn in every round so that load
+    changes on the machine affect all of them alike. Functions in ``slow`` run every 4th round."""
+    runs = {name: [] for name in compiled}
+    for r in range(repeats):
+        for name, (fn, args, _) in compiled.items():
+            if name in slow and r % 4:
+                continue
+            start = time.perf_counter()
+            jax.block_until_ready(fn(*args))
+            runs[name].append(time.perf_counter() - start)
+    return {name: (compiled[name][2], float(np.median(v))) for name, v in runs.items()}
 
 
 def run(batch, m, k, samples, repeats, noise_name="sog"):
@@ -64,23 +75,24 @@ def run(batch, m, k, samples, repeats, noise_name="sog"):
         return jax.grad(lambda t: jnp.sum(jax.vmap(sampler)(keys, t) * w))(theta)
 
     thetas = theta[:, None, :] + jnp.zeros((1, samples, 1))
-    res = {}
-    res["oracle_S"] = timed(bare_oracle, thetas, repeats=repeats)
-    res["oracle_2S"] = timed(bare_oracle_2s, thetas, thetas + 1.0, repeats=repeats)
-    res["noise_sog"] = timed(draw("sog"), keys, repeats=repeats)
-    res["noise_gumbel"] = timed(draw("gumbel"), keys, repeats=repeats)
-    # The direct reference sampler sums `terms` gamma draws; it is timed on a (100, m) slab.
     small = keys[:10]
-    res["noise_sog_small"] = timed(draw("sog"), small, repeats=repeats)
-    res["noise_gumbel_small"] = timed(draw("gumbel"), small, repeats=repeats)
-    res["noise_sog_direct_small"] = timed(
-        lambda ks: jax.vmap(lambda kk: ij.sog(k, method="direct").sample(kk, (samples, m)))(ks),
-        small,
-        repeats=max(3, repeats // 4),
-    )
-    res["oracle_small"] = timed(bare_oracle, thetas[:10], repeats=repeats)
-    res["forward"] = timed(forward, keys, theta, repeats=repeats)
-    res["gradient"] = timed(gradient, keys, theta, w, repeats=repeats)
+    fns = {
+        "oracle_S": (bare_oracle, (thetas,)),
+        "oracle_2S": (bare_oracle_2s, (thetas, thetas + 1.0)),
+        "noise_sog": (draw("sog"), (keys,)),
+        "noise_gumbel": (draw("gumbel"), (keys,)),
+        "forward": (forward, (keys, theta)),
+        "gradient": (gradient, (keys, theta, w)),
+        # The direct reference sampler sums `terms` gamma draws; it is timed on a (100, m) slab.
+        "oracle_small": (bare_oracle, (thetas[:10],)),
+        "noise_sog_small": (draw("sog"), (small,)),
+        "noise_gumbel_small": (draw("gumbel"), (small,)),
+        "noise_sog_direct_small": (
+            lambda ks: jax.vmap(lambda kk: ij.sog(k, method="direct").sample(kk, (samples, m)))(ks),
+            (small,),
+        ),
+    }
+    res = time_interleaved(compile_all(fns), repeats, slow=("noise_sog_direct_small",))
     noise_key = "noise_sog" if noise_name == "sog" else "noise_gumbel"
     t = {name: v[1] for name, v in res.items()}
     ratios = {
@@ -112,12 +124,12 @@ def main(argv=None):
         f"noise={args.noise}"
     )
     res, ratios = run(args.batch, args.m, args.k, args.samples, args.repeats, args.noise)
-    print(f"\n{'measurement':<22}{'compile (s)':>12}{'run (ms)':>12}")
+    print(f"\n{'measurement':<24}{'compile (s)':>12}{'run (ms)':>12}")
     for name, (c, r) in res.items():
-        print(f"{name:<22}{c:>12.3f}{1e3 * r:>12.3f}")
-    print(f"\n{'ratio':<34}{'value':>8}")
+        print(f"{name:<24}{c:>12.3f}{1e3 * r:>12.3f}")
+    print(f"\n{'ratio':<40}{'value':>8}")
     for name, v in ratios.items():
-        print(f"{name:<34}{v:>8.3f}")
+        print(f"{name:<40}{v:>8.3f}")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"config": vars(args), "times": res, "ratios": ratios}, fh, indent=2)
