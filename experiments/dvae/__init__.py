@@ -3,5 +3,5 @@
 Run ``python -m experiments.dvae --help``. The pieces: :mod:`.data` (the ``mnist.npz`` loader),
 :mod:`.configs` (one configuration per gradient estimator), :mod:`.model` (the NNX model with
 :class:`imlejax.flax.nnx.DiscreteLayer`), :mod:`.train` (jitted epochs, metrics, Orbax checkpoints),
-:mod:`.plots` (figures) and :mod:`.profile` (throughput).
+:mod:`.report` (figures and tables) and :mod:`.profile` (throughput).
 """
