@@ -54,10 +54,6 @@ def _target_noise(eps: jax.Array, target_tau: Any, noise_tau: Any) -> jax.Array:
     return eps * ratio.astype(eps.dtype)
 
 
-def _bcast(x: jax.Array, ndim: int) -> jax.Array:
-    return jnp.reshape(x, jnp.shape(x) + (1,) * (ndim - jnp.ndim(x)))
-
-
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class PerturbationTarget:
