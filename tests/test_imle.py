@@ -10,29 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.test_util import check_grads
+from stats_helpers import Z_THRESHOLD, assert_mean_matches, softmax  # noqa: F401
 
 import imlejax as ij
-
-Z_THRESHOLD = 4.5
-
-
-def softmax(x, tau=1.0):
-    x = np.asarray(x, np.float64) / tau
-    e = np.exp(x - x.max())
-    return e / e.sum()
-
-
-def assert_mean_matches(samples, expected, threshold=Z_THRESHOLD):
-    """Per-coordinate z-test of the sample mean against ``expected``."""
-    samples = np.asarray(samples, np.float64)
-    mean = samples.mean(axis=0)
-    se = samples.std(axis=0, ddof=1) / np.sqrt(samples.shape[0])
-    expected = np.asarray(expected, np.float64)
-    exact = se == 0
-    np.testing.assert_allclose(mean[exact], expected[exact], atol=1e-6)
-    z = np.abs(mean[~exact] - expected[~exact]) / se[~exact]
-    assert np.all(z < threshold), (mean, expected, z)
-
 
 THETA = jnp.array([0.5, -0.3, 1.2, 0.0, -1.0])
 W = jnp.array([1.0, -2.0, 0.5, 3.0, -1.0])
