@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 from scipy import stats
-from stats_helpers import Z_THRESHOLD, assert_mean_matches, softmax  # noqa: F401
+from stats_helpers import assert_mean_matches, softmax
 
 import imlejax as ij
 from imlejax import ksubset

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.test_util import check_grads
-from stats_helpers import Z_THRESHOLD, assert_mean_matches, softmax  # noqa: F401
+from stats_helpers import assert_mean_matches, softmax
 
 import imlejax as ij
 
