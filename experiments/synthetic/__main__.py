@@ -280,17 +280,15 @@ def write_csvs(out: pathlib.Path, results: dict) -> None:
             for nm in est.NOISES:
                 for i, lam in enumerate(r["lams"]):
                     for j, lr in enumerate(r["lrs"]):
+                        cell = r[sem][nm]
                         rows.append(
-                            {
-                                "scaling": sem,
-                                "noise": nm,
-                                "lam": lam,
-                                "lr": lr,
-                                "final_mean": r[sem][nm]["final_mean"][i][j],
-                                "final_std": r[sem][nm]["final_std"][i][j],
-                                "runs": r["runs"],
-                                "steps": r["steps"],
-                            }
+                            _final_row(
+                                {"scaling": sem, "noise": nm, "lam": lam, "lr": lr},
+                                cell["final_mean"][i][j],
+                                cell["final_std"][i][j],
+                                r["runs"],
+                                r["steps"],
+                            )
                         )
         _write_csv(out / "synthetic_imle.csv", rows)
     if "ste_sfe" in results:
@@ -299,27 +297,23 @@ def write_csvs(out: pathlib.Path, results: dict) -> None:
         for nm in est.NOISES:
             for j, lr in enumerate(r["ste_lrs"]):
                 rows.append(
-                    {
-                        "estimator": "ste",
-                        "noise": nm,
-                        "lr": lr,
-                        "final_mean": r["ste"][nm]["final_mean"][j],
-                        "final_std": r["ste"][nm]["final_std"][j],
-                        "runs": r["ste_runs"],
-                        "steps": r["ste_steps"],
-                    }
+                    _final_row(
+                        {"estimator": "ste", "noise": nm, "lr": lr},
+                        r["ste"][nm]["final_mean"][j],
+                        r["ste"][nm]["final_std"][j],
+                        r["ste_runs"],
+                        r["ste_steps"],
+                    )
                 )
         for j, lr in enumerate(r["sfe_lrs"]):
             rows.append(
-                {
-                    "estimator": "sfe",
-                    "noise": "faithful",
-                    "lr": lr,
-                    "final_mean": r["sfe"]["final_mean"][j],
-                    "final_std": r["sfe"]["final_std"][j],
-                    "runs": r["sfe_runs"],
-                    "steps": r["sfe_steps"],
-                }
+                _final_row(
+                    {"estimator": "sfe", "noise": "faithful", "lr": lr},
+                    r["sfe"]["final_mean"][j],
+                    r["sfe"]["final_std"][j],
+                    r["sfe_runs"],
+                    r["sfe_steps"],
+                )
             )
         _write_csv(out / "synthetic_ste_sfe.csv", rows)
     if "runtime" in results:
@@ -401,6 +395,11 @@ def write_csvs(out: pathlib.Path, results: dict) -> None:
                 }
             )
         _write_csv(out / "synthetic_quality.csv", rows)
+
+
+def _final_row(fields, mean, std, runs, steps):
+    """One CSV row: the cell's identifying ``fields`` and its final-loss statistics."""
+    return {**fields, "final_mean": mean, "final_std": std, "runs": runs, "steps": steps}
 
 
 def _write_csv(path: pathlib.Path, rows: list[dict]) -> None:
