@@ -34,6 +34,10 @@ def _as_float_array(theta: Any, who: str) -> jax.Array:
     return theta
 
 
+# Up to this k the top-k indicator is written as k comparisons per entry instead of a scatter.
+_COMPARE_MAX_K = 32
+
+
 def _normalize_axis(axis: int, ndim: int, who: str) -> int:
     if ndim == 0:
         raise ValueError(f"{who}: theta must have at least one dimension; got a scalar.")
@@ -101,15 +105,43 @@ def _top_k_indicator(theta: jax.Array, k: int, axis: int) -> jax.Array:
     scores = theta.astype(jnp.float32) if jnp.finfo(theta.dtype).bits < 32 else theta
     scores = jnp.moveaxis(scores, axis, -1)
     _, idx = jax.lax.top_k(scores, k)
-    zeros = jnp.zeros(scores.shape, theta.dtype)
-    z = jnp.put_along_axis(zeros, idx, jnp.ones((), theta.dtype), axis=-1, inplace=False)
+    if k <= _COMPARE_MAX_K:
+        # An elementwise indicator of the k distinct indices fuses with its consumers (the
+        # difference of two samples in the I-MLE gradient reads only the indices); a scatter of
+        # ones into zeros costs a zero fill, a copy and a pass of its own.
+        position = jax.lax.broadcasted_iota(jnp.int32, scores.shape, scores.ndim - 1)
+        z = jnp.any(position[..., None] == idx[..., None, :], axis=-1).astype(theta.dtype)
+    else:
+        zeros = jnp.zeros(scores.shape, theta.dtype)
+        z = jnp.put_along_axis(zeros, idx, jnp.ones((), theta.dtype), axis=-1, inplace=False)
     return jnp.moveaxis(z, -1, axis)
 
 
 @functools.partial(jax.jit, static_argnums=1)
 def _argmax_indicator(theta: jax.Array, axis: int) -> jax.Array:
-    idx = jnp.argmax(theta, axis=axis)
-    return jax.nn.one_hot(idx, theta.shape[axis], dtype=theta.dtype, axis=axis)
+    scores = jnp.moveaxis(theta, axis, -1)
+    if theta.dtype == jnp.float64:
+        idx = jnp.argmax(scores, axis=-1)
+    else:
+        # On CPU, XLA's TopK kernel finds the argmax about twice as fast as the reduction, and
+        # XLA does not fuse the computation of the scores (e.g. the noise) into it; XLA's argmax
+        # reduction is a serial loop into which that computation would otherwise be fused.
+        idx = jax.lax.platform_dependent(
+            scores, cpu=_argmax_by_top_k, default=lambda s: jnp.argmax(s, axis=-1)
+        )
+    position = jax.lax.broadcasted_iota(idx.dtype, scores.shape, scores.ndim - 1)
+    return jnp.moveaxis((position == idx[..., None]).astype(theta.dtype), -1, axis)
+
+
+def _argmax_by_top_k(scores: jax.Array) -> jax.Array:
+    """``jnp.argmax(scores, axis=-1)`` through ``lax.top_k``: NaNs are made ``+NaN`` and zeros
+    ``+0`` so that top_k's total order selects what ``jnp.argmax`` selects (the first NaN, and
+    the first of equal scores)."""
+    scores = scores.astype(jnp.float32)  # exact for half precision, float32-only TopK kernel
+    scores = jnp.where(jnp.isnan(scores), jnp.float32(np.nan), scores)
+    scores = jnp.where(scores == 0, jnp.float32(0), scores)
+    _, idx = jax.lax.top_k(scores, 1)
+    return idx[..., 0]
 
 
 def top_k(k: int, *, axis: int = -1) -> Callable[[jax.Array], jax.Array]:

@@ -60,6 +60,37 @@ def test_top_k_ties_match_stable_sort_jitted_and_vmapped():
     np.testing.assert_array_equal(jax.jit(oracle)(jnp.asarray(theta)), expected)
 
 
+def _reference_top_k_total_order(theta: np.ndarray, k: int) -> np.ndarray:
+    """Top-k in the total order of floats (-NaN < -inf < -0 < +0 < +inf < +NaN), ties to the
+    lowest index."""
+    itype = {4: np.int32, 8: np.int64}[theta.dtype.itemsize]
+    bits = theta.view(itype)
+    key = (bits ^ ((bits >> (8 * theta.dtype.itemsize - 1)) & np.iinfo(itype).max)).astype(object)
+    order = np.array([sorted(range(len(r)), key=lambda i, r=r: -r[i])[:k] for r in key])
+    z = np.zeros(theta.shape)
+    np.put_along_axis(z, order, 1.0, axis=-1)
+    return z
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_top_k_total_order_on_special_values(dtype):
+    specials = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, -np.nan, 1.0, -1.0, 2.0], dtype)
+    theta = np.random.default_rng(4).choice(specials, size=(300, 9))
+    with jax.enable_x64(dtype == np.float64):
+        for k in (1, 2, 5, 9):
+            z = np.asarray(jax.jit(top_k(k))(jnp.asarray(theta)))
+            np.testing.assert_array_equal(z.sum(axis=-1), k)
+            np.testing.assert_array_equal(z, _reference_top_k_total_order(theta, k))
+
+
+@pytest.mark.parametrize("k", [1, 32, 33, 63])
+def test_top_k_compare_and_scatter_forms_match_stable_sort(k):
+    # Up to k = 32 the indicator is built by comparisons, above by a scatter.
+    theta = np.random.default_rng(k).integers(0, 5, size=(40, 64)).astype(np.float32)
+    z = np.asarray(jax.jit(jax.vmap(top_k(k)))(jnp.asarray(theta)))
+    np.testing.assert_array_equal(z, _reference_top_k(theta, k))
+
+
 def test_top_k_groups_and_axis():
     rng = np.random.default_rng(1)
     theta = rng.normal(size=(20, 20)).astype(np.float32)
@@ -151,6 +182,18 @@ def test_top_k_has_zero_gradient():
 
 
 # -------------------------------------------------------------------------------------- argmax
+
+
+@pytest.mark.parametrize("dtype", [*HALF_AND_SINGLE, np.float64])
+def test_argmax_special_values_match_numpy(dtype):
+    # The first NaN wins, -0 and +0 tie (first wins), +inf beats everything but NaN.
+    specials = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, -np.nan, 1.0, -1.0], np.float64)
+    theta = np.random.default_rng(5).choice(specials, size=(400, 6))
+    with jax.enable_x64(dtype == np.float64):
+        t = jnp.asarray(theta, dtype)
+        expected = np.eye(6)[np.argmax(np.asarray(t, np.float64), axis=-1)]
+        np.testing.assert_array_equal(jax.jit(jax.vmap(argmax()))(t), expected)
+        np.testing.assert_array_equal(argmax(axis=0)(t.T), expected.T)
 
 
 def test_argmax_one_hot_and_ties():
