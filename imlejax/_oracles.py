@@ -154,8 +154,8 @@ def top_k(k: int, *, axis: int = -1) -> Callable[[jax.Array], jax.Array]:
 
     Ties are broken deterministically, towards the lowest index: among equal scores the entries
     with the smaller index along ``axis`` are selected first. Scores are ordered as by
-    :func:`jax.lax.top_k` (a total order in which ``-0.0 < +0.0`` and NaN ranks above ``+inf``).
-    Half-precision scores are compared in float32, which is exact.
+    :func:`jax.lax.top_k`, in the total order of floats: ``-NaN < -inf < ... < -0.0 < +0.0 < ...
+    < +inf < +NaN``. Half-precision scores are compared in float32, which is exact.
 
     The returned oracle is an immutable object, hashable and equal to any oracle built with the
     same arguments, so it can be closed over in jitted code or passed as a static argument. Its
