@@ -106,9 +106,8 @@ def _top_k_indicator(theta: jax.Array, k: int, axis: int) -> jax.Array:
     scores = jnp.moveaxis(scores, axis, -1)
     _, idx = jax.lax.top_k(scores, k)
     if k <= _COMPARE_MAX_K:
-        # An elementwise indicator of the k distinct indices fuses with its consumers (the
-        # difference of two samples in the I-MLE gradient reads only the indices); a scatter of
-        # ones into zeros costs a zero fill, a copy and a pass of its own.
+        # One elementwise pass over the output, which XLA may fuse with its consumers; a scatter
+        # of ones into zeros costs a zero fill, often a copy of it, and the scatter itself.
         position = jax.lax.broadcasted_iota(jnp.int32, scores.shape, scores.ndim - 1)
         z = jnp.any(position[..., None] == idx[..., None, :], axis=-1).astype(theta.dtype)
     else:
