@@ -88,7 +88,7 @@ def _batched_call(fn, lead: int, treedef, x, *leaves):
     @call.def_vmap
     def rule(axis_size, in_batched, x, *leaves):
         x = x if in_batched[0] else x[None]
-        leaves = [a if b else a[None] for a, b in zip(leaves, in_batched[1:])]
+        leaves = [a if b else a[None] for a, b in zip(leaves, in_batched[1:], strict=True)]
         return _batched_call(fn, lead + 1, treedef, x, *leaves), True
 
     return call(x, *leaves)
@@ -105,7 +105,7 @@ def _broadcast_body(fn, lead: int, treedef, mapped: Sequence[Sequence[bool]]):
         if level == lead:
             return fn(x, *jax.tree_util.tree_unflatten(treedef, leaves))
         axes = [0 if m[level] else None for m in mapped]
-        args = [a if ax == 0 else a[0] for a, ax in zip((x, *leaves), axes)]
+        args = [a if ax == 0 else a[0] for a, ax in zip((x, *leaves), axes, strict=True)]
         return jax.vmap(lambda x, *ls: apply(level + 1, x, ls), in_axes=axes)(*args)
 
     return lambda x, *leaves: apply(0, x, leaves)
@@ -123,9 +123,44 @@ def _partitioned_call(fn, lead: int, treedef, x, leaves):
         raise TypeError(f"{_name(fn)} must return a single array; got {jax.tree.structure(out)}.")
     if jaxpr.effects:
         return body(*args)  # effectful callbacks (io_callback, debug prints) keep their order
+    explicit = _explicit_lead_spec(x, lead)
+    if explicit is not None:
+        return _explicit_shard_map(body, args, out, explicit, mapped)
     if _has_host_callback(jaxpr.jaxpr):
         return _host_batch_p.bind(*args, body=body, mapped=mapped, out_shape=out.shape)
     return _custom_partitioned(body, args, out, lead, mapped)
+
+
+# ---------------------------------------------------------------------------------------------
+# Explicit sharding (mesh axes of type Explicit, as from jax.make_mesh): the shardings are known
+# when tracing, so the batched call is a shard_map over the batch axes' mesh axes.
+
+
+def _explicit_lead_spec(x, lead: int) -> tuple | None:
+    sharding = jax.typeof(x).sharding
+    if sharding.mesh.empty or not any(
+        t == jax.sharding.AxisType.Explicit for t in sharding.mesh.axis_types
+    ):
+        return None
+    spec = tuple(sharding.spec)[:lead]
+    spec = spec + (None,) * (lead - len(spec))
+    return spec if any(s is not None for s in spec) else None
+
+
+def _explicit_shard_map(body, args, out, lead_spec: tuple, mapped) -> jax.Array:
+    mesh = jax.typeof(args[0]).sharding.mesh
+    specs = []
+    resharded = []
+    for a, m in zip(args, mapped, strict=True):
+        spec = PartitionSpec(*[s if mi else None for s, mi in zip(lead_spec, m, strict=True)])
+        spec = PartitionSpec(*spec, *([None] * (a.ndim - len(lead_spec))))
+        if jax.typeof(a).sharding.spec != spec:
+            a = jax.sharding.reshard(a, spec)
+        specs.append(spec)
+        resharded.append(a)
+    out_spec = PartitionSpec(*lead_spec, *([None] * (out.ndim - len(lead_spec))))
+    local = jax.shard_map(body, mesh=mesh, in_specs=tuple(specs), out_specs=out_spec)
+    return local(*resharded)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -139,7 +174,7 @@ def _custom_partitioned(body, args, out, lead: int, mapped) -> jax.Array:
             return mesh, body, _replicated(result_shape), tuple(map(_replicated, arg_shapes))
         arg_shardings = tuple(
             _sharding(mesh, [s if m[d] else None for d, s in enumerate(spec)], a.ndim)
-            for a, m in zip(args, mapped)
+            for a, m in zip(args, mapped, strict=True)
         )
         return mesh, body, _sharding(mesh, spec, out.ndim), arg_shardings
 
@@ -147,7 +182,9 @@ def _custom_partitioned(body, args, out, lead: int, mapped) -> jax.Array:
         spec = _lead_spec(arg_shapes[0].sharding, lead)
         if spec is None:
             return _replicated(result_shape)
-        return _sharding(mesh, [s if m else None for s, m in zip(spec, mapped[0])], out.ndim)
+        return _sharding(
+            mesh, [s if m else None for s, m in zip(spec, mapped[0], strict=True)], out.ndim
+        )
 
     call = custom_partitioning(body)
     call.def_partition(
@@ -166,12 +203,12 @@ def _sharding_rule(args, out, lead: int, mapped) -> SdyShardingRule:
     replicated: list[str] = []
 
     def mapping(ndim, m):
-        dims = [b if mi else next(names) for b, mi in zip(batch, m)]
+        dims = [b if mi else next(names) for b, mi in zip(batch, m, strict=True)]
         dims += [next(names) for _ in range(ndim - lead)]
         replicated.extend(d for d in dims if d not in batch)
         return ArrayMapping(*dims)
 
-    operands = tuple(mapping(a.ndim, m) for a, m in zip(args, mapped))
+    operands = tuple(mapping(a.ndim, m) for a, m in zip(args, mapped, strict=True))
     result = mapping(out.ndim, (True,) * lead)
     return SdyShardingRule(operands, (result,), need_replication_factors=tuple(replicated))
 
@@ -240,7 +277,7 @@ def _host_batch_lowering(ctx, *args, body, mapped, out_shape):
     def spec(ndim, split):
         return PartitionSpec(*[axes if split and d == dim else None for d in range(ndim)])
 
-    in_specs = tuple(spec(a.ndim, m[dim]) for a, m in zip(ctx.avals_in, mapped))
+    in_specs = tuple(spec(a.ndim, m[dim]) for a, m in zip(ctx.avals_in, mapped, strict=True))
     local = jax.shard_map(
         body, mesh=mesh, in_specs=in_specs, out_specs=spec(len(out_shape), True), check_vma=False
     )
