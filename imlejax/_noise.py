@@ -52,6 +52,13 @@ def _check_dtype(dtype: Any) -> jnp.dtype:
     return dtype
 
 
+def _scaled_draw(draw: Any, tau: Any, key: jax.Array, shape: tuple[int, ...], dtype: Any):
+    """``tau * draw(key, shape)``, drawn in the compute dtype and rounded once to ``dtype``."""
+    dtype = _check_dtype(dtype)
+    cdtype = compute_dtype(dtype)
+    return (jnp.asarray(tau, cdtype) * draw(key, shape, dtype=cdtype)).astype(dtype)
+
+
 @pytree_dataclass
 class Gumbel:
     r"""Gumbel noise with location 0 and scale ``tau``.
@@ -81,10 +88,7 @@ class Gumbel:
 
     def sample(self, key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
         """Draws i.i.d. ``Gumbel(0, tau)`` perturbations of ``shape``."""
-        dtype = _check_dtype(dtype)
-        cdtype = compute_dtype(dtype)
-        eps = jax.random.gumbel(key, shape, dtype=cdtype)
-        return (jnp.asarray(self.tau, cdtype) * eps).astype(dtype)
+        return _scaled_draw(jax.random.gumbel, self.tau, key, shape, dtype)
 
     def log_prob(self, eps: jax.Array) -> jax.Array:
         """Elementwise log-density of ``Gumbel(0, tau)`` at ``eps``, up to a constant."""
@@ -130,10 +134,10 @@ class SumOfGamma:
       Family Distributions*, NeurIPS 2021, Lemma 1 and Theorems 1-2.
     """
 
-    k: int = static_field(1)
+    k: int = static_field(default=1)
     tau: Any = 1.0
-    terms: int = static_field(10)
-    method: str = static_field("table")
+    terms: int = static_field(default=10)
+    method: str = static_field(default="table")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "k", check_int("k", self.k, minimum=1))
@@ -208,10 +212,7 @@ class Normal:
 
     def sample(self, key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
         """Draws i.i.d. ``N(0, tau**2)`` perturbations of ``shape``."""
-        dtype = _check_dtype(dtype)
-        cdtype = compute_dtype(dtype)
-        eps = jax.random.normal(key, shape, dtype=cdtype)
-        return (jnp.asarray(self.tau, cdtype) * eps).astype(dtype)
+        return _scaled_draw(jax.random.normal, self.tau, key, shape, dtype)
 
     def log_prob(self, eps: jax.Array) -> jax.Array:
         """Elementwise log-density of ``N(0, tau**2)`` at ``eps``, up to a constant."""
