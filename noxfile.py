@@ -1,9 +1,10 @@
-"""nox sessions: tests, slow tests, 64-bit tests, lint, typecheck, doctest, bench, demo."""
+"""nox sessions: tests, slow tests, distributed tests, 64-bit tests, lint, typecheck, doctest,
+bench, scaling, demo."""
 
 import nox
 
 nox.options.reuse_venv = "yes"
-nox.options.sessions = ["tests", "lint", "doctest"]
+nox.options.sessions = ["tests", "distributed", "lint", "doctest"]
 
 
 def _install(session, extra):
@@ -17,12 +18,19 @@ def tests(session):
     session.run(
         "pytest",
         "-m",
-        "not slow",
+        "not slow and not distributed",
         "-q",
         "--durations=10",
         *session.posargs,
         env={"PYTHONHASHSEED": "0"},
     )
+
+
+@nox.session
+def distributed(session):
+    """Multi-process training with jax.distributed: two processes on this machine (about 30 s)."""
+    _install(session, "test")
+    session.run("pytest", "-m", "distributed", "-q", "--durations=10", *session.posargs)
 
 
 @nox.session
@@ -36,7 +44,14 @@ def slow(session):
 def tests_x64(session):
     """The default suite with 64-bit floats enabled globally."""
     _install(session, "test")
-    session.run("pytest", "-m", "not slow", "-q", *session.posargs, env={"IMLEJAX_X64": "1"})
+    session.run(
+        "pytest",
+        "-m",
+        "not slow and not distributed",
+        "-q",
+        *session.posargs,
+        env={"IMLEJAX_X64": "1"},
+    )
 
 
 @nox.session
@@ -67,6 +82,14 @@ def bench(session):
     """Transform cost over the bare solver cost, and SoG over Gumbel sampling cost."""
     _install(session, "test")
     session.run("python", "-m", "experiments.benchmarks.imle_bench", *session.posargs)
+
+
+@nox.session
+def scaling(session):
+    """I-MLE gradient throughput and per-device oracle work on 1, 2, 4 host devices."""
+    _install(session, "test")
+    args = session.posargs or ["--devices", "1,2,4"]
+    session.run("python", "-m", "experiments.benchmarks.scaling", *args)
 
 
 @nox.session
