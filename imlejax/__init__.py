@@ -6,7 +6,8 @@ it; :mod:`imlejax.ksubset` holds the exact k-subset family.
 """
 
 from imlejax import ksubset as ksubset
-from imlejax._check import check_gradient as check_gradient
+from imlejax._diagnostics import check_gradient as check_gradient
+from imlejax._diagnostics import check_oracle as check_oracle
 from imlejax._estimators import blackbox as blackbox
 from imlejax._estimators import fenchel_young_loss as fenchel_young_loss
 from imlejax._estimators import gumbel_softmax as gumbel_softmax
@@ -25,7 +26,6 @@ from imlejax._noise import SumOfGamma as SumOfGamma
 from imlejax._noise import gumbel as gumbel
 from imlejax._noise import sog as sog
 from imlejax._oracles import argmax as argmax
-from imlejax._oracles import check_oracle as check_oracle
 from imlejax._oracles import top_k as top_k
 from imlejax._targets import AdaptiveTarget as AdaptiveTarget
 from imlejax._targets import AIMLEState as AIMLEState

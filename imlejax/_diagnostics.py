@@ -1,4 +1,6 @@
-r"""A user-facing check of a gradient estimator against the exact gradient of an expected loss."""
+r"""Diagnostics for user code: a gradient estimator against the exact gradient of an expected
+loss (:func:`check_gradient`), and an oracle against the MAP-oracle contract (:func:`check_oracle`).
+"""
 
 from __future__ import annotations
 
@@ -12,8 +14,9 @@ import numpy as np
 
 from imlejax import ksubset
 from imlejax._imle import as_key, check_theta
+from imlejax._oracles import _as_float_array, _check_int
 
-__all__ = ["GradientReport", "check_gradient"]
+__all__ = ["GradientReport", "check_gradient", "check_oracle"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -242,3 +245,102 @@ def check_gradient(
         max_z=float(np.abs(z).max()) if z.size else 0.0,
         num_keys=int(num_keys),
     )
+
+
+def _oracle_name(map_fn: Any) -> str:
+    return getattr(map_fn, "__name__", repr(map_fn))
+
+
+def check_oracle(
+    map_fn: Callable[..., Any],
+    theta: Any,
+    *args: Any,
+    num_trials: int = 3,
+    key: jax.Array | None = None,
+    exact_k: int | None = None,
+) -> None:
+    """Checks that ``map_fn`` behaves as a MAP oracle on ``theta``, eagerly, and raises if not.
+
+    ``map_fn(theta, *args)`` is called on ``theta`` itself and on ``num_trials`` random
+    perturbations ``theta + s * eps``, with standard normal ``eps`` drawn by NumPy from a generator
+    seeded with the data of ``key`` and ``s`` the larger of 1 and the standard deviation of
+    ``theta``. Each output must have the shape and dtype of ``theta``
+    and only the values 0 and 1, and, if ``exact_k`` is given, exactly ``exact_k`` ones in total.
+    The check is meant for interactive use and tests; it runs outside ``jax.jit``. It does not
+    check optimality.
+
+    Args:
+      map_fn: the oracle under test, ``map_fn(theta, *args) -> z``.
+      theta: a floating array of scores for one instance.
+      *args: extra arguments passed unchanged to ``map_fn``.
+      num_trials: the number of random perturbations tried besides ``theta``, ``>= 0``.
+      key: a JAX PRNG key (typed or raw) seeding the perturbations; ``jax.random.key(0)`` if
+        ``None``. The same key gives the same perturbations.
+      exact_k: if given, the total number of ones every output must have (for a grouped oracle,
+        ``k`` times the number of groups).
+
+    Returns:
+      None when every check passes.
+
+    Raises:
+      ValueError: if an output has the wrong shape, a value other than 0 or 1, or a number of
+        ones other than ``exact_k``; or if ``num_trials`` or ``exact_k`` is invalid.
+      TypeError: if an output's dtype differs from ``theta``'s, or ``theta`` is not floating.
+
+    Example:
+      >>> import jax.numpy as jnp, imlejax as ij
+      >>> ij.check_oracle(ij.top_k(2), jnp.array([0.1, 0.4, 0.3]), exact_k=2)
+      >>> ij.check_oracle(jnp.round, jnp.array([0.1, 1.7, 0.3]))  # doctest: +ELLIPSIS
+      Traceback (most recent call last):
+      ...
+      ValueError: check_oracle: round returned values other than 0 and 1 (e.g. 2.0) on ...
+    """
+    num_trials = _check_int("num_trials", num_trials, minimum=0)
+    if exact_k is not None:
+        exact_k = _check_int("exact_k", exact_k, minimum=0)
+    name = _oracle_name(map_fn)
+    theta = _as_float_array(theta, "check_oracle")
+    if key is None:
+        key = jax.random.key(0)
+    cdtype = jnp.promote_types(theta.dtype, jnp.float32)
+    scale = max(1.0, float(np.std(np.asarray(theta, np.float64)))) if theta.size else 1.0
+
+    inputs = [("the unperturbed theta", theta)]
+    rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
+    cdtype = np.dtype(cdtype)
+    base = np.asarray(theta).astype(cdtype)
+    for i in range(num_trials):
+        eps = rng.standard_normal(theta.shape).astype(cdtype)
+        perturbed = jnp.asarray((base + cdtype.type(scale) * eps).astype(theta.dtype))
+        inputs.append((f"random perturbation {i + 1} of theta", perturbed))
+
+    for where, t in inputs:
+        z = map_fn(t, *args)
+        if not (hasattr(z, "shape") and hasattr(z, "dtype")):
+            z = np.asarray(z)
+        if tuple(z.shape) != tuple(theta.shape):
+            raise ValueError(
+                f"check_oracle: {name} returned shape {tuple(z.shape)} for theta of shape "
+                f"{tuple(theta.shape)} on {where}; an oracle must return an array shaped like "
+                "theta."
+            )
+        if np.dtype(z.dtype) != np.dtype(theta.dtype):
+            raise TypeError(
+                f"check_oracle: {name} returned dtype {np.dtype(z.dtype)} for theta of dtype "
+                f"{np.dtype(theta.dtype)} on {where}; an oracle must return theta's dtype."
+            )
+        zn = np.asarray(z).astype(np.float64)
+        bad = ~((zn == 0) | (zn == 1))
+        if bad.any():
+            raise ValueError(
+                f"check_oracle: {name} returned values other than 0 and 1 "
+                f"(e.g. {zn[bad].flat[0]}) on {where}."
+            )
+        if exact_k is not None:
+            ones = int(zn.sum())
+            if ones != exact_k:
+                raise ValueError(
+                    f"check_oracle: {name} returned {ones} ones on {where}; expected exactly "
+                    f"exact_k={exact_k}."
+                )
+    return None
