@@ -1,6 +1,21 @@
-"""nox sessions: tests, slow tests, 64-bit tests, lint, typecheck, doctest, bench, demo."""
+"""nox sessions (`nox -l` lists them): tests, oldest, oldest_flax, slow, lint, doctest, ..."""
 
 import nox
+
+# The oldest releases pyproject.toml admits: jax/jaxlib for the core library (0.5.0 is the first
+# release whose default PRNG, partitionable threefry, the suite's fixed-key tests are written
+# against; 0.4.36 is the first with jax.tree_util.register_dataclass inferring the fields), and
+# the oldest Flax stack the layers in imlejax.flax work with (nnx.view appeared in flax 0.12.4,
+# which needs jax >= 0.8.1 and optax 0.2.6).
+OLDEST_JAX = "0.5.0"
+OLDEST_FLAX = ("flax==0.12.4", "optax==0.2.6", "jax==0.8.1", "jaxlib==0.8.1")
+# Test modules that import flax or optax (the Flax layers and the experiments).
+FLAX_TESTS = (
+    "tests/test_flax.py",
+    "tests/test_dvae.py",
+    "tests/test_synthetic.py",
+    "tests/test_demo.py",
+)
 
 nox.options.reuse_venv = "yes"
 nox.options.sessions = ["tests", "lint", "doctest"]
@@ -19,17 +34,39 @@ def tests(session):
         "-m",
         "not slow",
         "-q",
-        "--durations=10",
+        "--durations=15",
         *session.posargs,
         env={"PYTHONHASHSEED": "0"},
     )
 
 
 @nox.session
+def oldest(session):
+    """The default suite on the oldest supported jax/jaxlib, ``OLDEST_JAX``, without the modules
+    that need flax (every flax release with the NNX API the layers use needs a newer jax)."""
+    session.install("-e", ".", "pytest>=8", f"jax=={OLDEST_JAX}", f"jaxlib=={OLDEST_JAX}")
+    session.run(
+        "python", "-c", "import jax, jaxlib; print('jax', jax.__version__, jaxlib.__version__)"
+    )
+    ignore = [f"--ignore={path}" for path in FLAX_TESTS]
+    session.run("pytest", "-m", "not slow", "-q", *ignore, *session.posargs)
+
+
+@nox.session
+def oldest_flax(session):
+    """The tests that need flax, on the oldest supported Flax stack ``OLDEST_FLAX``."""
+    session.install("-e", ".[test]", *OLDEST_FLAX)
+    session.run(
+        "python", "-c", "import flax, jax; print('flax', flax.__version__, 'jax', jax.__version__)"
+    )
+    session.run("pytest", "-m", "not slow", "-q", *FLAX_TESTS, *session.posargs)
+
+
+@nox.session
 def slow(session):
     """Heavy statistical checks and larger experiment configurations."""
     _install(session, "test")
-    session.run("pytest", "-m", "slow", "-q", "--durations=10", *session.posargs)
+    session.run("pytest", "-m", "slow", "-q", "--durations=15", *session.posargs)
 
 
 @nox.session
@@ -49,7 +86,7 @@ def doctest(session):
 @nox.session
 def lint(session):
     """ruff lint and format check."""
-    session.install("ruff>=0.6")
+    session.install("ruff==0.17.6")  # pinned: the formatter's style changes between releases
     session.run("ruff", "check", "imlejax", "tests", "experiments", "noxfile.py")
     session.run("ruff", "format", "--check", "imlejax", "tests", "experiments", "noxfile.py")
 
