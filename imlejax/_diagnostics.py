@@ -14,7 +14,7 @@ import numpy as np
 
 from imlejax import ksubset
 from imlejax._oracles import _as_float_array, _check_int
-from imlejax._validation import as_key, check_theta
+from imlejax._validation import as_key, check_theta, name_of
 
 __all__ = ["GradientReport", "check_gradient", "check_oracle"]
 
@@ -247,10 +247,6 @@ def check_gradient(
     )
 
 
-def _oracle_name(map_fn: Any) -> str:
-    return getattr(map_fn, "__name__", repr(map_fn))
-
-
 def check_oracle(
     map_fn: Callable[..., Any],
     theta: Any,
@@ -298,7 +294,7 @@ def check_oracle(
     num_trials = _check_int("num_trials", num_trials, minimum=0)
     if exact_k is not None:
         exact_k = _check_int("exact_k", exact_k, minimum=0)
-    name = _oracle_name(map_fn)
+    name = name_of(map_fn)
     theta = _as_float_array(theta, "check_oracle")
     if key is None:
         key = jax.random.key(0)

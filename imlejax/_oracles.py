@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from imlejax._validation import normalize_axis
+
 __all__ = ["top_k", "argmax"]
 
 
@@ -36,14 +38,6 @@ def _as_float_array(theta: Any, who: str) -> jax.Array:
 
 # Up to this k the top-k indicator is written as k comparisons per entry instead of a scatter.
 _COMPARE_MAX_K = 32
-
-
-def _normalize_axis(axis: int, ndim: int, who: str) -> int:
-    if ndim == 0:
-        raise ValueError(f"{who}: theta must have at least one dimension; got a scalar.")
-    if not -ndim <= axis < ndim:
-        raise ValueError(f"{who}: axis {axis} is out of bounds for theta with {ndim} dimension(s).")
-    return axis % ndim
 
 
 def _fmt_axis(axis: int) -> str:
@@ -67,7 +61,7 @@ class _TopK:
 
     def __call__(self, theta: Any) -> jax.Array:
         theta = _as_float_array(theta, repr(self))
-        axis = _normalize_axis(self.axis, theta.ndim, repr(self))
+        axis = normalize_axis(self.axis, theta.ndim, repr(self))
         m = theta.shape[axis]
         if self.k > m:
             raise ValueError(
@@ -92,7 +86,7 @@ class _Argmax:
 
     def __call__(self, theta: Any) -> jax.Array:
         theta = _as_float_array(theta, repr(self))
-        axis = _normalize_axis(self.axis, theta.ndim, repr(self))
+        axis = normalize_axis(self.axis, theta.ndim, repr(self))
         if theta.shape[axis] == 0:
             raise ValueError(f"{self!r}: axis {self.axis} of theta (shape {theta.shape}) is empty.")
         return _argmax_indicator(theta, axis)

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-_HALF_DTYPES = (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16))
+from imlejax._validation import compute_dtype
 
 
 def check_k(k: Any, m: int) -> int:
@@ -44,12 +44,6 @@ def check_theta(theta: Any) -> jax.Array:
             f"got shape {theta.shape}."
         )
     return theta
-
-
-def compute_dtype(dtype: Any) -> jnp.dtype:
-    """The dtype computations run in: ``float32`` for half-precision inputs, else ``dtype``."""
-    dtype = jnp.dtype(dtype)
-    return jnp.dtype(jnp.float32) if dtype in _HALF_DTYPES else dtype
 
 
 def prepare(theta: Any, k: Any, tau: Any) -> tuple[jax.Array, int]:

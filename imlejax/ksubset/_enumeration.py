@@ -11,7 +11,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from imlejax.ksubset._common import check_k, compute_dtype, prepare, scaled_logits
+from imlejax._validation import compute_dtype
+from imlejax.ksubset._common import check_k, prepare, scaled_logits
 
 _MAX_STATES = 1_000_000
 _MAX_STATE_ENTRIES = 100_000_000
