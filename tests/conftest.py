@@ -3,6 +3,8 @@
 * Four host CPU devices, so that sharding and ``pmap`` are exercised on any machine.
 * Rank promotion raises: implicit broadcasting of different ranks is a bug in library code.
 * ``IMLEJAX_X64=1`` runs the whole suite with 64-bit floats (the ``tests_x64`` nox session).
+* ``jax.enable_x64`` is the context manager of jax >= 0.8; older versions (the ``oldest`` nox
+  session) name it ``jax.experimental.enable_x64``.
 """
 
 import os
@@ -10,6 +12,11 @@ import os
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 
 import jax  # noqa: E402
+
+if not hasattr(jax, "enable_x64"):
+    from jax.experimental import enable_x64
+
+    jax.enable_x64 = enable_x64
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 if os.environ.get("IMLEJAX_X64") == "1":
