@@ -87,6 +87,13 @@ class _GraphShortestPath:
     def __call__(self, c: Any) -> jax.Array:
         return _graph_solve(self.check(c), self)[0]
 
+    def num_rounds(self, c: Any) -> jax.Array:
+        """The number of Bellman-Ford rounds the oracle runs on ``c`` (an int32 scalar; works
+        under ``jit`` and ``vmap``): one per edge of the longest fewest-edge cheapest path from
+        the source to any node, plus one that sees no change; ``num_nodes`` if still changing
+        (a negative cycle)."""
+        return _graph_solve(self.check(c), self)[1]
+
 
 def _edge_array(name: str, value: Any, num_nodes: int) -> np.ndarray:
     if isinstance(value, jax.core.Tracer):
@@ -144,7 +151,8 @@ def graph_shortest_path(
     on such a path. ``source == target`` gives the empty path (all zeros).
 
     The returned oracle is immutable, hashable and equal to any oracle built from the same graph
-    and ends; its ``repr`` and ``__name__`` read ``graph_shortest_path(num_nodes=..., ...)``.
+    and ends; its ``repr`` and ``__name__`` read ``graph_shortest_path(num_nodes=..., ...)``. Its
+    method ``num_rounds(c)`` returns the number of rounds the loop runs on ``c``.
 
     Args:
       sources: the tail node of each edge, a 1-D integer array of length ``E``.

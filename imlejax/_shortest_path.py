@@ -159,6 +159,14 @@ class _GridShortestPath:
         w, source, target = self.resolve(w)
         return _grid_solve(w, source, target, self.neighbourhood)[0]
 
+    def num_rounds(self, w: Any) -> jax.Array:
+        """The number of Bellman-Ford rounds the oracle runs on ``w`` (an int32 scalar; works
+        under ``jit`` and ``vmap``): one per step of the longest fewest-step cheapest path from
+        the source to any tile, plus one that sees no change. A ``vmap``-ed batch runs as many
+        rounds as its largest count."""
+        w, source, target = self.resolve(w)
+        return _grid_solve(w, source, target, self.neighbourhood)[1]
+
 
 def _check_tile(name: str, tile: Any) -> tuple[int, int]:
     if not isinstance(tile, (tuple, list)) or len(tile) != 2:
@@ -215,7 +223,8 @@ def grid_shortest_path(
     raise: they would fail on traced values inside ``jax.jit``.
 
     The returned oracle is immutable, hashable and equal to any oracle built with the same
-    arguments; its ``repr`` and ``__name__`` read ``grid_shortest_path(neighbourhood=8)``.
+    arguments; its ``repr`` and ``__name__`` read ``grid_shortest_path(neighbourhood=8)``. Its
+    method ``num_rounds(w)`` returns the number of rounds the loop runs on ``w``.
 
     Args:
       neighbourhood: 8 (king moves, as in the Warcraft experiment) or 4 (rook moves).
@@ -245,6 +254,8 @@ def grid_shortest_path(
       Array([[1., 0., 1.],
              [1., 0., 1.],
              [1., 1., 1.]], dtype=float32)
+      >>> ij.grid_shortest_path().num_rounds(w)  # 4 steps to (0, 2), then a round with no change
+      Array(5, dtype=int32)
       >>> sampler = ij.imle(ij.grid_shortest_path(), noise=ij.sog(k=3), minimize=True)
       >>> jax.jit(sampler)(jax.random.key(0), w).shape
       (3, 3)
