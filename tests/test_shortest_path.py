@@ -236,6 +236,10 @@ def test_grid_inside_imle_gradient_by_hand():
     np.testing.assert_array_equal(z, [[1, 1], [0, 1]])
     grad = jax.grad(lambda w: jnp.sum(sampler(jax.random.key(0), w) * g))(w)
     np.testing.assert_array_equal(grad, [[0, -1], [1, 0]])
+
+
+@pytest.mark.slow
+def test_grid_inside_imle_with_noise_jitted():
     # With noise and samples, jitted: finite gradients of the costs' shape that move the path
     # towards the gold diagonal (lower costs on it, higher off it, on average).
     noisy = ij.imle(
