@@ -14,6 +14,8 @@ from imlejax._aimle import aimle as aimle
 from imlejax._core import Estimator as Estimator
 from imlejax._diagnostics import check_gradient as check_gradient
 from imlejax._diagnostics import check_oracle as check_oracle
+from imlejax._graph_path import graph_shortest_path as graph_shortest_path
+from imlejax._graph_path import grid_dag_edges as grid_dag_edges
 from imlejax._host import bipartite_matching as bipartite_matching
 from imlejax._host import host_oracle as host_oracle
 from imlejax._imle import imle as imle
@@ -35,6 +37,7 @@ from imlejax._relaxations import l2x as l2x
 from imlejax._relaxations import simple as simple
 from imlejax._relaxations import softsub as softsub
 from imlejax._score import sfe as sfe
+from imlejax._shortest_path import grid_shortest_path as grid_shortest_path
 from imlejax._targets import PerturbationTarget as PerturbationTarget
 from imlejax._targets import Target as Target
 from imlejax._targets import pid as pid
@@ -63,6 +66,9 @@ __all__ = [
     "check_oracle",
     "fenchel_young_loss",
     "gumbel",
+    "graph_shortest_path",
+    "grid_dag_edges",
+    "grid_shortest_path",
     "gumbel_softmax",
     "host_oracle",
     "imle",
