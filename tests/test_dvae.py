@@ -168,7 +168,7 @@ def test_presets_resolve_field_by_field():
         1.0,
         10,
     )
-    assert (cfg.init_beta, cfg.loss_reduction, cfg.init) == (0.0, "sum", "torch")
+    assert (cfg.init_beta, cfg.loss_reduction, cfg.init) == (0.0, "sum", "xavier_relu")
     assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed) == (100, 100, 1e-3, 0)
     built = Estimators(METHODS[cfg.method], cfg).get(1)
     assert built.noise == ij.sog(10, tau=1.0, terms=10)

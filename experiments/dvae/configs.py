@@ -19,7 +19,8 @@ samples, initialisation of the dense layers):
 * ``aimle-readme``: the discrete-VAE command of the AIMLE PyTorch code's README: AIMLE with
   ``S = 10`` SoG samples at ``tau = 1``, central differences, the adaptive target with
   ``target_norm = 10``, ``step = 1e-3`` and ``beta_0 = 0``, the BCE summed over the samples and
-  PyTorch's default initialisation of ``nn.Linear``.
+  the initialisation of that code's ``DiscreteVAE`` module (``xavier_uniform_`` with the ReLU
+  gain, zero biases).
 """
 
 from __future__ import annotations
@@ -232,9 +233,10 @@ METHODS: dict[str, Method] = {
 LOSS_REDUCTIONS = ("mean", "sum")
 
 #: Initialisations of the dense layers: ``glorot`` (Keras: Glorot-uniform kernels, zero biases),
-#: ``torch`` (PyTorch's ``nn.Linear``: kernel and bias uniform in ``±1/sqrt(fan_in)``) and
-#: ``xavier_relu`` (Xavier-uniform with the ReLU gain ``sqrt(2)``, zero biases).
-INITS = ("glorot", "torch", "xavier_relu")
+#: ``xavier_relu`` (the AIMLE PyTorch code's ``DiscreteVAE``: ``torch.nn.init.xavier_uniform_``
+#: with ``gain=calculate_gain("relu") = sqrt(2)``, zero biases) and ``torch`` (PyTorch's default
+#: for ``nn.Linear``: kernel and bias uniform in ``±1/sqrt(fan_in)``).
+INITS = ("glorot", "xavier_relu", "torch")
 
 #: The settings a preset fixes (all of them can be overridden from the command line).
 PRESET_FIELDS = ("method", "temperature", "samples", "init_beta", "loss_reduction", "init")
@@ -254,6 +256,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "samples": 10,
         "init_beta": 0.0,
         "loss_reduction": "sum",
-        "init": "torch",
+        "init": "xavier_relu",
     },
 }
