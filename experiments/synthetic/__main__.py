@@ -488,6 +488,17 @@ def stage_config(cfg: dict, stage: str) -> dict:
     raise ValueError(f"unknown stage {stage!r}")
 
 
+def rounded(tree, digits: int = 6):
+    """``tree`` with its floats rounded to ``digits`` decimals (the saved results' precision)."""
+    if isinstance(tree, float):
+        return round(tree, digits)
+    if isinstance(tree, dict):
+        return {k: rounded(v, digits) for k, v in tree.items()}
+    if isinstance(tree, list | tuple):
+        return [rounded(v, digits) for v in tree]
+    return tree
+
+
 def _matches(saved: dict, wanted: dict) -> bool:
     """The saved configuration holds every wanted field with the wanted value."""
     return all(k in saved and saved[k] == v for k, v in wanted.items())
@@ -1002,7 +1013,7 @@ def main(argv=None) -> dict:
         walls[stage] = time.perf_counter() - t0
         results[stage] = res
         path.write_text(
-            json.dumps({"config": stage_cfg, "wall_seconds": walls[stage], "results": res})
+            json.dumps({"config": stage_cfg, "wall_seconds": walls[stage], "results": rounded(res)})
         )
 
     summary = summarise(cfg, ctx, results)
