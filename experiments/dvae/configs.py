@@ -70,17 +70,26 @@ class EstimatorSettings:
 
 @dataclasses.dataclass(frozen=True)
 class Built:
-    """What a method gives the model: the estimator, its MAP oracle and an initial AIMLE state.
+    """What a method gives the model: the estimator, its MAP oracle and an initial AIMLE state."""
 
-    ``noise`` and ``target`` are the estimator's noise and target objects (``None`` where the
-    method has none), kept so that a configuration can be inspected.
-    """
-
-    estimator: Callable[..., jax.Array]
+    estimator: ij.Estimator
     map_fn: Callable[..., jax.Array]
     state: Any = None
-    noise: Any = None
-    target: Any = None
+
+    @property
+    def noise(self) -> Any:
+        """The estimator's noise (``None`` where it has none)."""
+        return self.estimator.noise
+
+    @property
+    def target(self) -> Any:
+        """The estimator's target distribution (``None`` where it has none)."""
+        return self.estimator.target
+
+
+def built(estimator: ij.Estimator, state: Any = None) -> Built:
+    """``Built`` with the estimator's own MAP oracle."""
+    return Built(estimator, estimator.map_fn, state)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,23 +118,6 @@ def gs_tau(epoch: int) -> float:
     return max(GS_INIT_TAU * math.exp(-GS_ANNEAL_RATE * epoch * (epoch + 1) / 2), GS_MIN_TAU)
 
 
-def rowwise(estimator: Callable[..., jax.Array], samples: int | None) -> Callable[..., jax.Array]:
-    """Applies a one-instance estimator of ``theta`` of shape ``(m,)`` to every row of ``theta``.
-
-    The key is split into one key per row; a sample axis (``samples=S``) stays in front.
-    """
-
-    def batched(key, theta, *args):
-        rows = theta.reshape(-1, theta.shape[-1])
-        keys = jax.random.split(key, rows.shape[0])
-        z = jax.vmap(lambda k, t: estimator(k, t, *args))(keys, rows)
-        if samples is None:
-            return z.reshape(theta.shape)
-        return z.swapaxes(0, 1).reshape((samples, *theta.shape))
-
-    return batched
-
-
 def sog_noise(settings: EstimatorSettings) -> ij.Noise:
     """SoG(k=10, tau, 10 terms): the sum over 10 coordinates is approximately Gumbel(0, tau)."""
     return ij.sog(K, tau=settings.temperature)
@@ -138,9 +130,7 @@ def gumbel_noise(settings: EstimatorSettings) -> ij.Noise:
 
 def _imle(lam: float, noise_fn: Callable[[EstimatorSettings], Any]):
     def build(s: EstimatorSettings) -> Built:
-        noise, target = noise_fn(s), ij.pid(lam)
-        est = ij.imle(ij.top_k(K), noise=noise, target=target, samples=s.samples)
-        return Built(est, ij.top_k(K), noise=noise, target=target)
+        return built(ij.imle(ij.top_k(K), noise=noise_fn(s), target=ij.pid(lam), samples=s.samples))
 
     return build
 
@@ -157,24 +147,25 @@ def aimle_target(settings: EstimatorSettings) -> ij.AdaptiveTarget:
 
 
 def _aimle(s: EstimatorSettings) -> Built:
-    noise, target = sog_noise(s), aimle_target(s)
-    est = ij.imle(ij.top_k(K), noise=noise, target=target, samples=s.samples)
-    return Built(est, ij.top_k(K), target.init(), noise=noise, target=target)
+    target = aimle_target(s)
+    return built(
+        ij.imle(ij.top_k(K), noise=sog_noise(s), target=target, samples=s.samples), target.init()
+    )
 
 
 def _ste(s: EstimatorSettings) -> Built:
-    noise = sog_noise(s)
-    return Built(ij.ste(ij.top_k(K), noise=noise, samples=s.samples), ij.top_k(K), noise=noise)
+    return built(ij.ste(ij.top_k(K), noise=sog_noise(s), samples=s.samples))
 
 
 def _gumbel_softmax(s: EstimatorSettings) -> Built:
     tau = GS_INIT_TAU if s.gs_tau is None else s.gs_tau
-    return Built(ij.gumbel_softmax(tau=tau, hard=False, samples=s.samples), ij.argmax())
+    est = ij.gumbel_softmax(temperature=tau, hard=False, samples=s.samples)
+    return Built(est, ij.argmax())
 
 
 def _simple(s: EstimatorSettings) -> Built:
-    est = rowwise(ij.simple(K, tau=s.temperature, samples=s.samples), s.samples)
-    return Built(est, ij.top_k(K))
+    # SIMPLE takes the grouped theta (batch, 20, 20) directly: one exact sample per group.
+    return built(ij.simple(K, tau=s.temperature, samples=s.samples))
 
 
 METHODS: dict[str, Method] = {

@@ -59,6 +59,7 @@ METRIC_KEYS = (
     "aimle_nnz",
     "aimle_nnz_mean",
     "aimle_lambda",
+    "aimle_lambda_mean",
     "theta_rms",
     "epoch_time_s",
     "eval_time_s",
@@ -204,26 +205,27 @@ def loss_fn(model: DiscreteVAE, x: jax.Array, reduction: str = "mean"):
     return reference_loss(theta, logits, x, reduction)
 
 
-def _aimle_fields(model: DiscreteVAE) -> tuple[jax.Array, jax.Array]:
-    """``(beta, nnz)`` of the model's AIMLE state (zeros without one)."""
+def _aimle_fields(model: DiscreteVAE) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``(beta, nnz, lam)`` of the model's AIMLE state (zeros without one)."""
     if model.code.aimle is None:
-        return jnp.zeros(()), jnp.zeros(())
+        return jnp.zeros(()), jnp.zeros(()), jnp.zeros(())
     state = model.code.aimle.get_value()
-    return state.beta, state.nnz
+    return state.beta, state.nnz, state.lam
 
 
 def train_step(model: DiscreteVAE, optimizer: nnx.Optimizer, x: jax.Array, reduction: str = "mean"):
     """One Adam step on the batch ``x``; advances the AIMLE state when the model has one.
 
-    Returns ``[loss, bce, kl, beta, nnz]`` (``beta`` and ``nnz`` after the step; zeros without
+    Returns ``[loss, bce, kl, beta, nnz, lam]`` (AIMLE's state after the step: ``beta``, the
+    moving average ``nnz`` and ``lam``, the mean step of this step's backward pass; zeros without
     AIMLE).
     """
     grad_fn = nnx.value_and_grad(loss_fn, argnums=nnx.DiffState(0, aimle_filter), has_aux=True)
     (loss, (bce, kl)), grads = grad_fn(model, x, reduction)
     grads = apply_aimle_update(model, grads)
     optimizer.update(model, grads)
-    beta, nnz = _aimle_fields(model)
-    return jnp.stack([loss, bce, kl, beta, nnz])
+    beta, nnz, lam = _aimle_fields(model)
+    return jnp.stack([loss, bce, kl, beta, nnz, lam])
 
 
 @functools.partial(jax.jit, static_argnums=(0, 4, 5), donate_argnums=(1,))
@@ -324,14 +326,44 @@ def _is_key(x) -> bool:
     return jnp.issubdtype(jnp.asarray(x).dtype, jax.dtypes.prng_key)
 
 
+def _key_name(entry) -> str:
+    for attr in ("key", "idx", "name"):
+        if hasattr(entry, attr):
+            return str(getattr(entry, attr))
+    return str(entry)
+
+
+def _named_leaves(state) -> list[tuple[str, Any]]:
+    """The leaves of ``state`` named by their path, e.g. ``0.enc1.kernel.value``."""
+    leaves = jax.tree_util.tree_flatten_with_path(state)[0]
+    named = [(".".join(_key_name(e) for e in path), x) for path, x in leaves]
+    if len({n for n, _ in named}) != len(named):
+        raise ValueError("two leaves of the train state have the same path name")
+    return named
+
+
 def _to_arrays(state) -> dict[str, Any]:
+    return {n: (jax.random.key_data(x) if _is_key(x) else x) for n, x in _named_leaves(state)}
+
+
+def _from_arrays(template, arrays: dict[str, Any]):
+    leaves, treedef = jax.tree.flatten(template)
+    out = []
+    for (name, t), _ in zip(_named_leaves(template), leaves, strict=True):
+        a = arrays[name]
+        out.append(jax.random.wrap_key_data(a, impl=jax.random.key_impl(t)) if _is_key(t) else a)
+    return jax.tree.unflatten(treedef, out)
+
+
+def _to_indexed_arrays(state) -> dict[str, Any]:
+    """The earlier checkpoint layout: leaves named ``leaf_0000``, ... in flattening order."""
     leaves = jax.tree.leaves(state)
     return {
         f"leaf_{i:04d}": (jax.random.key_data(x) if _is_key(x) else x) for i, x in enumerate(leaves)
     }
 
 
-def _from_arrays(template, arrays: dict[str, Any]):
+def _from_indexed_arrays(template, arrays: dict[str, Any]):
     leaves, treedef = jax.tree.flatten(template)
     out = []
     for i, t in enumerate(leaves):
@@ -356,15 +388,26 @@ def save_checkpoint(mngr, epoch: int, state, history: list[dict]) -> None:
     mngr.wait_until_finished()
 
 
-def restore_checkpoint(mngr, epoch: int, template):
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _to_arrays(template))
-    restored = mngr.restore(
+def _restore(mngr, epoch: int, arrays: dict[str, Any]):
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, arrays)
+    return mngr.restore(
         epoch,
         args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract), history=ocp.args.JsonRestore()
         ),
     )
-    return _from_arrays(template, restored["state"]), restored["history"]["history"]
+
+
+def restore_checkpoint(mngr, epoch: int, template):
+    """Restores ``(state, history)``; leaves are matched by path (or, for checkpoints written in
+    the earlier layout, by their index in the flattened state)."""
+    try:
+        restored = _restore(mngr, epoch, _to_arrays(template))
+        state = _from_arrays(template, restored["state"])
+    except (ValueError, KeyError):
+        restored = _restore(mngr, epoch, _to_indexed_arrays(template))
+        state = _from_indexed_arrays(template, restored["state"])
+    return state, restored["history"]["history"]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -485,6 +528,7 @@ def train(
             "aimle_nnz": float(steps[-1, 4]) if has_aimle else None,
             "aimle_nnz_mean": float(steps[:, 4].mean()) if has_aimle else None,
             "aimle_lambda": float(diag["aimle_lambda"]) if has_aimle else None,
+            "aimle_lambda_mean": float(steps[:, 5].mean()) if has_aimle else None,
             "theta_rms": float(diag["theta_rms"]),
             "epoch_time_s": epoch_time,
             "eval_time_s": eval_time,

@@ -94,7 +94,7 @@ def sfe_gradient(problem: Problem, samples: int | None = None) -> GradFn:
             problem.k,
             lambda z: pointwise_loss(problem, z, b),
             tau=1.0,
-            samples=samples,
+            num_samples=1 if samples is None else samples,
             baseline=None,
         )
         return jax.grad(lambda t: jnp.mean(estimator(key, t)))(theta)
@@ -114,13 +114,18 @@ def gradient(kind: str, problem: Problem, noise: str | None = None) -> GradFn:
 
 
 def aimle_gradient(problem: Problem, noise: ij.Noise, target: ij.AdaptiveTarget, samples=None):
-    """AIMLE: ``grad_fn(key, theta, state) -> (g, new_state)`` for the problem's ``b``."""
+    """AIMLE: ``grad_fn(key, theta, state) -> (g, new_state)`` for the problem's ``b``.
+
+    The cotangent of the state holds the backward pass's statistics; ``target.update`` applies
+    the rule once.
+    """
     sampler = ij.imle(ij.top_k(problem.k), noise=noise, target=target, samples=samples)
 
     def loss(t, state, key):
         return jnp.mean(pointwise_loss(problem, sampler(key, t, state=state)))
 
     def grad_fn(key, theta, state):
-        return jax.grad(loss, argnums=(0, 1))(theta, state, key)
+        g, stats = jax.grad(loss, argnums=(0, 1))(theta, state, key)
+        return g, target.update(state, stats)
 
     return grad_fn
