@@ -197,6 +197,9 @@ def test_compare_noises_counts_and_tests():
     assert c["cells"] == 6
     p = np.asarray(c["p_mean"])
     assert p[0, 0] == pytest.approx(stats.ttest_ind(sog[0, 0], gum[0, 0], equal_var=False).pvalue)
+    welch = stats.ttest_ind(sog[1, 2], gum[1, 2], equal_var=False).pvalue
+    assert p[1, 2] == pytest.approx(welch, rel=1e-9)
+    assert welch != pytest.approx(stats.ttest_ind(sog[1, 2], gum[1, 2]).pvalue, rel=1e-6)
     assert p[0, 0] < 1e-6 and p[1, 1] == 1.0
     assert c["sog_lower_mean_significant"] >= 1 and c["sog_lower_std_significant"] >= 1
     pv = np.asarray(c["p_std"])
