@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.dvae.configs import METHODS
+from experiments.dvae.configs import METHODS, PRESETS
 from experiments.dvae.data import REPO_ROOT
 from experiments.dvae.train import TEST_LOSSES
 
@@ -79,6 +79,10 @@ def run_label(entry: dict) -> str:
     parts.append(f"S={cfg['samples'] or 1}")
     if cfg["method"] == "aimle":
         parts.append(f"β₀={cfg['init_beta']:g}")
+    preset = PRESETS.get(cfg.get("preset") or "", {})
+    for field in ("loss_reduction", "init"):
+        if field in preset and cfg.get(field) != preset[field]:
+            parts.append(f"{field}={cfg.get(field)}")
     if cfg.get("seed"):
         parts.append(f"seed {cfg['seed']}")
     return ", ".join(parts)
@@ -166,15 +170,36 @@ def _ylim(axes, values, span=60.0):
         ax.set_ylim(lo - 3, lo + span)
 
 
+def _longest(index, histories, names) -> dict[tuple, str]:
+    """For each (method, temperature), the run among ``names`` with the most epochs."""
+    best: dict[tuple, str] = {}
+    for n in names:
+        cfg = index[n]["config"]
+        key = (cfg["method"], cfg["temperature"])
+        if key not in best or len(histories[n]) > len(histories[best[key]]):
+            best[key] = n
+    return best
+
+
+def _tf_notebook(cfg: dict) -> bool:
+    """A run of the tf-notebook preset with one sample, seed 0 and the preset's other settings."""
+    return (
+        cfg.get("preset") == "tf-notebook"
+        and not cfg.get("seed")
+        and (cfg["samples"] or 1) == 1
+        and cfg.get("loss_reduction", "mean") == "mean"
+        and cfg.get("init", "glorot") == "glorot"
+        and cfg.get("init_beta", 1.0) == 1.0
+    )
+
+
 def plot_tf_notebook(index, histories, path: Path) -> bool:
-    names = [
+    candidates = [
         n
         for n, e in index.items()
-        if e["config"].get("preset") == "tf-notebook"
-        and e["config"]["temperature"] == 10.0
-        and not e["config"].get("seed")
-        and (e["config"]["samples"] or 1) == 1
+        if _tf_notebook(e["config"]) and e["config"]["temperature"] == 10.0
     ]
+    names = list(_longest(index, histories, candidates).values())
     if not names:
         return False
     plt = _plt()
@@ -198,11 +223,9 @@ def plot_tf_notebook(index, histories, path: Path) -> bool:
 
 def plot_temperature(index, histories, path: Path) -> bool:
     by_method: dict[str, dict[float, str]] = {}
-    for n, e in index.items():
-        cfg = e["config"]
-        if cfg.get("preset") != "tf-notebook" or cfg.get("seed") or (cfg["samples"] or 1) != 1:
-            continue
-        by_method.setdefault(cfg["method"], {})[cfg["temperature"]] = n
+    candidates = [n for n, e in index.items() if _tf_notebook(e["config"])]
+    for (method, tau), n in _longest(index, histories, candidates).items():
+        by_method.setdefault(method, {})[tau] = n
     pairs = {m: t for m, t in by_method.items() if 1.0 in t and 10.0 in t}
     if not pairs:
         return False
