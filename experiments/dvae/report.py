@@ -33,6 +33,15 @@ from experiments.dvae.train import TEST_LOSSES
 #: Average test loss printed by the AIMLE README's discrete-VAE command (the AIMLE PyTorch CLI's
 #: sampled-code definition), by epoch, as published in that README's log.
 README_LOG = {1: 79.85607, 2: 72.88469, 3: 70.79888, 99: 60.44106, 100: 60.20955}
+#: The same log's training loss (BCE summed over the 10 samples, plus the KL) and beta.
+README_TRAIN_LOG = {
+    1: (1102.3853, 0.6),
+    2: (765.9837, 1.058),
+    3: (720.9445, 1.056),
+    4: (699.9427, 1.064),
+    99: (593.7420, 0.298),
+    100: (593.5313, 0.270),
+}
 
 AT_EPOCHS = (1, 3, 10, 20, 30, 45, 50, 100)
 
@@ -258,29 +267,34 @@ def plot_aimle_readme(index, histories, path: Path) -> bool:
     if not names:
         return False
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.6))
     for i, n in enumerate(names):
         h = histories[n]
         epochs = [r["epoch"] for r in h]
-        ax.plot(epochs, [r["test_loss_cli"] for r in h], color=f"C{i}", label=f"{n}: sampled codes")
-        ax.plot(
-            epochs, [r["test_loss_map"] for r in h], "--", color=f"C{i}", label=f"{n}: MAP code"
-        )
-    ax.plot(
-        list(README_LOG),
-        list(README_LOG.values()),
-        "kx",
-        ms=8,
-        label="AIMLE README log (sampled codes)",
+        label = index[n]["label"]
+        axes[0].plot(epochs, [r["test_loss_cli"] for r in h], "o-", ms=3, color=f"C{i}",
+                     label=f"{label}: sampled codes")  # fmt: skip
+        axes[0].plot(epochs, [r["test_loss_map"] for r in h], "s--", ms=3, color=f"C{i}",
+                     label=f"{label}: MAP code")  # fmt: skip
+        axes[1].plot(epochs, [r["train_loss"] for r in h], "o-", ms=3, color=f"C{i}", label=label)
+        axes[2].plot(epochs, [r["aimle_beta"] for r in h], "o-", ms=3, color=f"C{i}", label=label)
+    axes[0].plot(list(README_LOG), list(README_LOG.values()), "kx", ms=9,
+                 label="AIMLE README log (sampled codes)")  # fmt: skip
+    train = {e: v[0] for e, v in README_TRAIN_LOG.items()}
+    beta = {e: v[1] for e, v in README_TRAIN_LOG.items()}
+    axes[1].plot(list(train), list(train.values()), "kx", ms=9, label="AIMLE README log")
+    axes[2].plot(list(beta), list(beta.values()), "kx", ms=9, label="AIMLE README log")
+    titles = ("test loss", "training loss (BCE summed over the 10 samples + KL)", "β")
+    for ax, title in zip(axes, titles, strict=True):
+        ax.set_xlabel("epoch")
+        ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[1].set_yscale("log")
+    fig.suptitle(
+        "aimle-readme preset (AIMLE, S = 10, τ = 1, β₀ = 0, BCE summed over S, Xavier-ReLU init)",
+        fontsize=10,
     )
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("test loss")
-    ax.set_title(
-        "aimle-readme preset (AIMLE, S = 10, τ = 1, β₀ = 0, BCE summed over S)", fontsize=9
-    )
-    ax.set_xlim(0, 101)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
