@@ -1,4 +1,4 @@
-"""nox sessions: tests, slow tests, 64-bit tests, lint, typecheck, doctest, bench, demo."""
+"""nox sessions: tests, slow tests, 64-bit tests, lint, typecheck, doctest, bench, compare, demo."""
 
 import nox
 
@@ -67,6 +67,13 @@ def bench(session):
     """Transform cost over the bare solver cost, and SoG over Gumbel sampling cost."""
     _install(session, "test")
     session.run("python", "-m", "experiments.benchmarks.imle_bench", *session.posargs)
+
+
+@nox.session
+def compare(session):
+    """imlejax against the same I-MLE gradient written with PyTorch ops, timed in one process."""
+    _install(session, "test,compare")  # compare pins torch==2.13.0 (the CPU wheel)
+    session.run("python", "-m", "experiments.benchmarks.compare", *session.posargs)
 
 
 @nox.session
