@@ -253,7 +253,7 @@ def build(batches, m, k, samples, lam, noises):
             fn, draw = torch_imle_function(k, lam), torch_draws[noise_name]
             fns[f"torch/{batch}/{noise_name}/gradient"] = (
                 "torch",
-                lambda fn=fn, draw=draw: torch_gradient(fn, theta_t, w_t, draw),
+                lambda fn=fn, draw=draw, t=theta_t, w=w_t: torch_gradient(fn, t, w, draw),
                 0.0,
             )
             fns[f"torch/{batch}/{noise_name}/noise"] = ("torch", draw, 0.0)
