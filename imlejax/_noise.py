@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from imlejax import _bits
 from imlejax._checks import check_positive
 
 __all__ = ["Noise", "Gumbel", "SumOfGamma", "gumbel", "sog", "sample_noise"]
@@ -81,7 +82,7 @@ class Gumbel:
         """Draws i.i.d. ``Gumbel(0, tau)`` perturbations of ``shape``."""
         dtype = _check_dtype(dtype)
         cdtype = _compute_dtype(dtype)
-        eps = jax.random.gumbel(key, shape, dtype=cdtype)
+        eps = _bits.gumbel(key, shape, cdtype)
         return (jnp.asarray(self.tau, cdtype) * eps).astype(dtype)
 
 

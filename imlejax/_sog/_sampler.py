@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from imlejax._bits import random_bits
 from imlejax._sog._cdf import _check_params
 from imlejax._sog._table import _cubic, _table_as
 
@@ -27,12 +28,12 @@ def _uniform_open(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype) -> j
     ``u`` and ``1 - u`` are exact, so ``|logit(u)| <= 16.7`` (float32) or ``36.8`` (float64).
     """
     if dtype == jnp.float64:
-        bits = jax.random.bits(key, shape, jnp.uint64)
+        bits = random_bits(key, shape, jnp.uint64)
         one = jax.lax.bitcast_convert_type(
             (bits >> np.uint64(12)) | np.uint64(0x3FF0000000000000), jnp.float64
         )
         return one - np.float64(1.0 - 2.0**-53)
-    bits = jax.random.bits(key, shape, jnp.uint32)
+    bits = random_bits(key, shape, jnp.uint32)
     one = jax.lax.bitcast_convert_type((bits >> np.uint32(9)) | np.uint32(0x3F800000), jnp.float32)
     return one - np.float32(1.0 - 2.0**-24)
 
