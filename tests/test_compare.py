@@ -23,7 +23,8 @@ def test_compare_runs_and_reports_ratios(tmp_path, capsys):
         for batch in (2, 3):
             for threads in (1, 2):
                 assert ratios[f"B={batch} {name}, torch {threads} thread(s)"]["median"] > 0
-    assert result["checks"]["max_gradient_difference"] == {"none": 0.0, "gumbel": 0.0, "sog": 0.0}
+    diffs = result["checks"]["max_gradient_difference"]
+    assert set(diffs) == {"none", "gumbel", "sog"} and max(diffs.values()) <= 1e-6
 
 
 def test_torch_gradient_is_the_imle_gradient_by_hand():
