@@ -1,4 +1,4 @@
-"""nox sessions (`nox -l` lists them): tests, oldest, oldest_flax, slow, lint, doctest, ..."""
+"""nox sessions (`nox -l` lists them): tests, oldest, slow, lint, doctest, bench, compare, ..."""
 
 import nox
 
@@ -109,6 +109,13 @@ def bench(session):
     _install(session, "test")
     session.run("python", "-m", "experiments.benchmarks.imle_bench", *session.posargs)
     session.run("python", "-m", "experiments.benchmarks.sp_bench")
+
+
+@nox.session
+def compare(session):
+    """imlejax against the same I-MLE gradient written with PyTorch ops, timed in one process."""
+    _install(session, "test,compare")  # compare pins torch==2.13.0 (the CPU wheel)
+    session.run("python", "-m", "experiments.benchmarks.compare", *session.posargs)
 
 
 @nox.session

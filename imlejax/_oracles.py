@@ -98,7 +98,7 @@ def _top_k_indicator(theta: jax.Array, k: int, axis: int) -> jax.Array:
     # fast TopK kernel is float32-only (half-precision inputs otherwise fall back to a sort).
     scores = theta.astype(jnp.float32) if jnp.finfo(theta.dtype).bits < 32 else theta
     scores = jnp.moveaxis(scores, axis, -1)
-    _, idx = jax.lax.top_k(scores, k)
+    idx = _top_k_indices(scores, k)
     if k <= _COMPARE_MAX_K:
         # One elementwise pass over the output, which XLA may fuse with its consumers; a scatter
         # of ones into zeros costs a zero fill, often a copy of it, and the scatter itself.
@@ -133,8 +133,35 @@ def _argmax_by_top_k(scores: jax.Array) -> jax.Array:
     scores = scores.astype(jnp.float32)  # exact for half precision, float32-only TopK kernel
     scores = jnp.where(jnp.isnan(scores), jnp.float32(np.nan), scores)
     scores = jnp.where(scores == 0, jnp.float32(0), scores)
-    _, idx = jax.lax.top_k(scores, 1)
-    return idx[..., 0]
+    return _top_k_indices(scores, 1)[..., 0]
+
+
+def _top_k_indices(scores: jax.Array, k: int) -> jax.Array:
+    """``jax.lax.top_k(scores, k)[1]``, with every batch axis, ``vmap``'s included, folded into
+    the rows of one 2-D ``TopK``.
+
+    XLA's CPU ``TopK`` kernel takes 2-D operands; for a batched ``top_k`` the compiler inserts the
+    reshape itself, and then does not fuse an expensive producer of the scores (a noise draw,
+    with its logarithms) into the fusion that forms them (``theta + eps``): the noise is written
+    to memory and read back. Folding the axes here, where ``vmap`` has added them, lets one fusion
+    draw the noise, perturb ``theta`` and write the kernel's input. The indices carry no gradient.
+    """
+    return _folded_top_k(k)(jax.lax.stop_gradient(scores))
+
+
+@functools.cache
+def _folded_top_k(k: int) -> Callable[[jax.Array], jax.Array]:
+    @jax.custom_batching.custom_vmap
+    def indices(scores: jax.Array) -> jax.Array:
+        rows = scores.reshape(-1, scores.shape[-1])
+        return jax.lax.top_k(rows, k)[1].reshape(*scores.shape[:-1], k)
+
+    @indices.def_vmap
+    def _batched(axis_size, in_batched, scores):
+        # the batch axis is the leading one; it is folded in by the call at the next level
+        return indices(scores), True
+
+    return indices
 
 
 def top_k(k: int, *, axis: int = -1) -> Callable[[jax.Array], jax.Array]:
