@@ -93,7 +93,17 @@ def _run_on_host(
 def _host_call(spec: _HostOracle, treedef: Any, theta: jax.Array, *leaves: jax.Array) -> jax.Array:
     callback = functools.partial(_run_on_host, spec, treedef, theta.ndim)
     result = jax.ShapeDtypeStruct(theta.shape, theta.dtype)
-    return jax.pure_callback(callback, result, theta, *leaves, vmap_method="expand_dims")
+    z = jax.pure_callback(callback, result, theta, *leaves, vmap_method="expand_dims")
+    # Inside shard_map the solution varies over the manual axes its inputs vary over; the
+    # callback's result carries none, which the transforms would reject as a type mismatch.
+    varying = frozenset().union(*(_varying_axes(x) for x in (theta, *leaves)))
+    missing = tuple(sorted(varying - _varying_axes(z)))
+    return jax.lax.pcast(z, missing, to="varying") if missing else z
+
+
+def _varying_axes(x: jax.Array) -> frozenset:
+    """The manual (``shard_map``) mesh axes over which ``x`` varies."""
+    return frozenset(jax.typeof(x).manual_axis_type.varying)
 
 
 @_host_call.defjvp
