@@ -14,6 +14,8 @@ import pytest
 import scipy.sparse
 import scipy.sparse.csgraph
 
+import imlejax as ij
+
 pytest.importorskip("optax")
 pytest.importorskip("matplotlib")
 
@@ -21,7 +23,6 @@ from experiments.pyepo_sp import __main__ as cli  # noqa: E402
 from experiments.pyepo_sp import methods  # noqa: E402
 from experiments.pyepo_sp.data import (  # noqa: E402
     gen_data,
-    grid_arcs,
     make_problem,
     num_arcs,
     train_test_split,
@@ -98,7 +99,7 @@ def test_grid_arcs_equal_pyepo():
     from pyepo.model.bases import _get_grid_arcs
 
     for grid in ((5, 5), (3, 4), (4, 2), (1, 3)):
-        src, dst = grid_arcs(grid)
+        src, dst = ij.grid_dag_edges(*grid)
         assert list(zip(src.tolist(), dst.tolist(), strict=True)) == list(_get_grid_arcs(grid))
         assert len(src) == num_arcs(grid)
 
@@ -127,7 +128,7 @@ def _path_checks(z, src, dst, num_nodes):
 
 def test_oracle_against_scipy(solve):
     """Optimal costs equal scipy's Bellman-Ford (negative costs included; DAG, no cycles)."""
-    src, dst = grid_arcs((5, 5))
+    src, dst = ij.grid_dag_edges(5, 5)
     rng = np.random.default_rng(0)
     costs = np.concatenate(
         [
@@ -227,7 +228,7 @@ def test_imle_pyepo_gradient_equals_pyepo_torch():
     w = np.array(jax.vmap(sp)(jnp.asarray(c)))
     c_hat = (c + rng.normal(0, 0.3, c.shape)).astype(np.float32)
     table = np.asarray(
-        methods.ij.sog(methods.PYEPO_KAPPA, 1.0, methods.PYEPO_TERMS).sample(
+        ij.sog(methods.PYEPO_KAPPA, 1.0, methods.PYEPO_TERMS).sample(
             jax.random.key(0), (batch, s, 40)
         )
     )

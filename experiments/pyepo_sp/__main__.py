@@ -211,7 +211,7 @@ def main(argv=None) -> dict:
             bar.update(1)
         if seed == seeds[0] and not args.no_count:
             for name in names:
-                solves[name] = count_solves(table[name], sp, problem, cfg, seed)
+                solves[name] = _count(table[name], sp, problem, cfg, seed, out, args.fresh)
     bar.close()
     for r in records:
         if r["method"] in solves:
@@ -281,6 +281,19 @@ def _load(path: Path, tag: str) -> dict | None:
         return None
     record = json.loads(path.read_text())
     return record if record.get("config_hash") == tag else None
+
+
+def _count(method, sp, problem, cfg, seed, out: Path, fresh: bool) -> int:
+    """Solver calls of one epoch (:func:`count_solves`), saved beside the method's runs."""
+    path = out / "runs" / method.name / "solves.json"
+    tag = _config_hash(cfg, {"method": method.name, "seed": seed, "count": True})
+    cached = None if fresh else _load(path, tag)
+    if cached is None:
+        cached = {"config_hash": tag, "seed": seed, "solves_per_epoch": 0}
+        cached["solves_per_epoch"] = count_solves(method, sp, problem, cfg, seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(cached))
+    return cached["solves_per_epoch"]
 
 
 def _check_labels(optmodel, problem) -> dict:

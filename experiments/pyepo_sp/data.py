@@ -25,7 +25,6 @@ __all__ = [
     "Problem",
     "Split",
     "gen_data",
-    "grid_arcs",
     "make_problem",
     "num_arcs",
     "train_test_split",
@@ -40,34 +39,6 @@ def num_arcs(grid: tuple[int, int]) -> int:
     """Number of right and down arcs of an ``(h, w)`` node grid: ``(h - 1) w + (w - 1) h``."""
     h, w = grid
     return (h - 1) * w + (w - 1) * h
-
-
-def grid_arcs(grid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Arcs of PyEPO's ``(h, w)`` grid network in PyEPO's order, as ``(sources, targets)``.
-
-    Nodes are numbered row-major, ``v = i w + j``; for each row ``i`` the right arcs
-    ``(v, v + 1)`` of that row come first, then (except in the last row) the down arcs
-    ``(v, v + w)``. Every arc goes from a lower to a higher node number, so the graph is a DAG
-    whose node numbering is a topological order.
-
-    Example:
-      >>> src, dst = grid_arcs((2, 2))
-      >>> list(zip(src.tolist(), dst.tolist()))
-      [(0, 1), (0, 2), (1, 3), (2, 3)]
-    """
-    h, w = grid
-    arcs = []
-    for i in range(h):
-        for j in range(w - 1):
-            v = i * w + j
-            arcs.append((v, v + 1))
-        if i == h - 1:
-            continue
-        for j in range(w):
-            v = i * w + j
-            arcs.append((v, v + w))
-    src, dst = np.asarray(arcs, dtype=np.int32).T
-    return src, dst
 
 
 def gen_data(
