@@ -78,7 +78,7 @@ class Built:
     """A method's batch loss ``loss(key, c_hat, c, w, state) -> scalar`` and its AIMLE state.
 
     ``next_state(state, cotangent)`` returns the state of the next step from the cotangent that
-    ``jax.grad`` gives for ``state`` (``None`` for stateless methods).
+    ``jax.grad`` gives for ``state`` (AIMLE: ``target.update``; ``None`` for stateless methods).
     """
 
     loss: Callable[..., jax.Array]
@@ -217,7 +217,7 @@ def _aimle(target_norm: float, step: float, loss: str = "l1") -> Callable[[Calla
             z = est(key, c_hat, state=state)  # (S, B, d)
             return _path_loss(loss, jnp.swapaxes(z, 0, 1), c, w)
 
-        return Built(batch_loss, target.init(), next_state=lambda state, cot: cot)
+        return Built(batch_loss, target.init(), next_state=target.update)
 
     return build
 
@@ -234,23 +234,14 @@ def _blackbox(lam: float) -> Callable[[Callable], Built]:
     return build
 
 
-def _negated(sp: Callable) -> Callable:
-    """The maximisation oracle on ``theta = -c``."""
-
-    def map_fn(theta, *args):
-        return sp(-theta, *args)
-
-    return map_fn
-
-
 def _perturbed(sigma: float, samples: int) -> Callable[[Callable], Built]:
-    """Perturbed optimizer (DPO) on ``theta = -c`` with normal noise; MSE to the true path."""
+    """Perturbed optimizer (DPO) on the costs with normal noise; MSE to the true path."""
 
     def build(sp: Callable) -> Built:
-        est = ij.perturbed(_negated(sp), noise="normal", sigma=sigma, samples=samples)
+        est = ij.perturbed(sp, noise=ij.normal(sigma), num_samples=samples, minimize=True)
 
         def batch_loss(key, c_hat, c, w, state):
-            return _mse(_per_instance(est, key, -c_hat), w)
+            return _mse(_per_instance(est, key, c_hat), w)
 
         return Built(batch_loss)
 
@@ -258,14 +249,14 @@ def _perturbed(sigma: float, samples: int) -> Callable[[Callable], Built]:
 
 
 def _fenchel_young(sigma: float, samples: int) -> Callable[[Callable], Built]:
-    """Perturbed Fenchel-Young loss on ``theta = -c`` against the true path ``w``."""
+    """Perturbed Fenchel-Young loss on the costs against the true path ``w``."""
 
     def build(sp: Callable) -> Built:
-        fy = ij.fenchel_young_loss(_negated(sp), noise="normal", sigma=sigma, samples=samples)
+        fy = ij.fenchel_young_loss(sp, noise=ij.normal(sigma), num_samples=samples, minimize=True)
 
         def batch_loss(key, c_hat, c, w, state):
             keys = jax.random.split(key, c_hat.shape[0])
-            return jnp.mean(jax.vmap(fy)(keys, -c_hat, w))
+            return jnp.mean(jax.vmap(fy)(keys, c_hat, w))
 
         return Built(batch_loss)
 
@@ -328,6 +319,22 @@ METHODS: dict[str, Method] = {
             solves=(S, S),
         ),
         Method(
+            "imle_tuned",
+            "I-MLE, tuned (Gumbel, λ=3000, S=1)",
+            "I-MLE, Gumbel(0, 1) noise, λ=3000, S=1, L1 loss to the true path: the lowest mean "
+            "regret of the --tune grid (seeds 100-102, docs/results/pyepo_sp_tuning.csv)",
+            imle_variant(lam=3000.0, samples=1, noise="gumbel"),
+            solves=(1, 1),
+        ),
+        Method(
+            "imle_tuned_regret",
+            "I-MLE, tuned, regret loss (SoG, λ=100)",
+            f"I-MLE, SoG({PYEPO_KAPPA}, 1, {PYEPO_TERMS}), S={S}, λ=100, loss <c, z> (the regret "
+            "up to a constant): the best regret-loss SoG setting of the --tune grid",
+            imle_variant(lam=100.0, samples=S, loss="regret"),
+            solves=(S, S),
+        ),
+        Method(
             "aimle",
             "AIMLE",
             f"AIMLE (adaptive λ, target_norm=1, step=1e-3, norms over the batch), SoG({PYEPO_KAPPA}, "
@@ -367,8 +374,9 @@ METHODS: dict[str, Method] = {
 }
 
 
-# I-MLE settings searched by ``--tune`` (on seeds disjoint from the reported ones).
-TUNING: dict[str, Method] = {
+# I-MLE settings searched by ``--tune`` (on seeds disjoint from the reported ones), with the
+# least-squares 2-stage baseline of the same seeds for reference.
+TUNING: dict[str, Method] = {"2stage_ls": METHODS["2stage_ls"]} | {
     f"imle_{noise}_{loss}_lam{lam:g}_s{samples}": Method(
         f"imle_{noise}_{loss}_lam{lam:g}_s{samples}",
         f"I-MLE {noise} {loss} λ={lam:g} S={samples}",
@@ -378,6 +386,8 @@ TUNING: dict[str, Method] = {
     )
     for noise in ("sog", "gumbel")
     for loss in ("l1", "regret")
-    for lam in ((3.0, 30.0, 300.0) if loss == "l1" else (0.3, 1.0, 3.0, 10.0))
+    for lam in (
+        (3.0, 30.0, 300.0, 1000.0, 3000.0) if loss == "l1" else (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+    )
     for samples in (1, 3, 10)
 }

@@ -78,6 +78,7 @@ def summarize(records: Sequence[dict], order: Sequence[str]) -> dict[str, dict]:
             "regret_min": float(np.min(reg)),
             "regret_max": float(np.max(reg)),
             "epoch_s_median": float(np.median(times)) if times else None,
+            "epoch_s_min": float(np.min(times)) if times else None,
             "compile_s": float(max(r.get("compile_s", 0.0) for r in rs)),
             "solves_per_epoch": rs[0].get("solves_per_epoch"),
         }

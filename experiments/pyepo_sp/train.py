@@ -291,7 +291,9 @@ def run_method(
             bar.set_postfix(regret=f"{curve[-1]:.4f}", ms=f"{1e3 * times[-1]:.1f}")
         record.update(curve=curve, epoch_s=times, compile_s=compile_s, train_loss=losses)
         if state is not None:
-            record["final_state"] = {k: float(v) for k, v in state._asdict().items()}
+            record["final_state"] = {
+                k: float(getattr(state, k)) for k in ("beta", "nnz", "velocity", "lam")
+            }
     record["test_regret"] = record["curve"][-1]
     train_paths = jax.vmap(sp)(predict(params, x_tr))
     z_tr = jnp.asarray(problem.z_train)
