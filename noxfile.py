@@ -64,9 +64,11 @@ def typecheck(session):
 
 @nox.session
 def bench(session):
-    """Transform cost over the bare solver cost, and SoG over Gumbel sampling cost."""
+    """Transform cost over the bare solver cost, SoG over Gumbel sampling cost, and the grid
+    shortest-path oracle against SciPy's and a Python Dijkstra."""
     _install(session, "test")
     session.run("python", "-m", "experiments.benchmarks.imle_bench", *session.posargs)
+    session.run("python", "-m", "experiments.benchmarks.sp_bench")
 
 
 @nox.session

@@ -13,7 +13,6 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
 
 import imlejax as ij
-from imlejax._graph_path import _graph_solve
 from imlejax._shortest_path import _OFFSETS, _grid_solve
 
 # ------------------------------------------------------------------------------ references
@@ -164,7 +163,9 @@ def test_grid_public_oracle_jit_vmap_and_eager_agree():
     oracle = ij.grid_shortest_path(neighbourhood=4)
     ws = np.random.default_rng(3).uniform(0.1, 10.0, size=(16, 7, 9)).astype(np.float32)
     zs = jax.jit(jax.vmap(oracle))(ws)
-    np.testing.assert_array_equal(zs, _batched_solver(4, (0, 0), (6, 8))(ws)[0])
+    private_zs, rounds = _batched_solver(4, (0, 0), (6, 8))(ws)
+    np.testing.assert_array_equal(zs, private_zs)
+    np.testing.assert_array_equal(jax.jit(jax.vmap(oracle.num_rounds))(ws), rounds)
     np.testing.assert_array_equal(oracle(ws[5]), zs[5])
     np.testing.assert_array_equal(
         jax.vmap(jax.vmap(oracle))(ws.reshape(4, 4, 7, 9)).reshape(zs.shape), zs
@@ -189,6 +190,16 @@ def test_grid_float64_resolves_differences_float32_cannot():
     z = ij.grid_shortest_path()(jnp.asarray(base, jnp.bfloat16))  # solved in float32
     assert z.dtype == jnp.bfloat16
     np.testing.assert_array_equal(z, _reference_grid(base, 8, (0, 0), (5, 5))[0])
+
+
+def test_grid_rounding_that_hides_a_later_improvement_still_gives_the_optimal_path():
+    # In float32, 2.5 + 1e8 == 2.3 + 1e8: the tile (0, 3) keeps the distance it got in round 3
+    # through (0, 2) reached the short way (cost 2.5, two steps), while (0, 2) improves in round 4
+    # the long way (cost 2.3, four steps). The predecessor rule falls back to the closer tile.
+    w = np.array([[1.0, 0.5, 1.0, 1e8], [0.1, 0.1, 0.1, np.inf]], np.float32)
+    assert np.float32(2.5) + np.float32(1e8) == np.float32(2.3) + np.float32(1e8)
+    z = ij.grid_shortest_path(neighbourhood=4, target=(0, 3))(w)
+    np.testing.assert_array_equal(z, [[1, 0, 1, 1], [1, 1, 1, 0]])
 
 
 def test_grid_negative_costs_are_clamped_and_non_finite_costs_documented():
@@ -225,6 +236,10 @@ def test_grid_inside_imle_gradient_by_hand():
     np.testing.assert_array_equal(z, [[1, 1], [0, 1]])
     grad = jax.grad(lambda w: jnp.sum(sampler(jax.random.key(0), w) * g))(w)
     np.testing.assert_array_equal(grad, [[0, -1], [1, 0]])
+
+
+@pytest.mark.slow
+def test_grid_inside_imle_with_noise_jitted():
     # With noise and samples, jitted: finite gradients of the costs' shape that move the path
     # towards the gold diagonal (lower costs on it, higher off it, on average).
     noisy = ij.imle(
@@ -362,10 +377,12 @@ def test_graph_non_finite_costs_negative_cycles_and_unreachable_targets():
     assert np.all(np.isnan(to_4(jnp.ones(4))))  # node 4 unreachable
     loop = ij.graph_shortest_path([0, 1, 2, 2], [1, 2, 3, 1], 5, source=2, target=2)
     np.testing.assert_array_equal(loop(jnp.ones(4)), [0, 0, 0, 0])
-    _, rounds = _graph_solve(jnp.array([1.0, 1.0, 1.0, -1.5]), oracle)
-    assert rounds == 5  # stopped after num_nodes rounds, still improving
-    _, rounds = _graph_solve(jnp.array([1.0, 1.0, 1.0, -1.0]), oracle)
-    assert rounds == 4  # three steps to node 3, then one round without change
+    assert (
+        oracle.num_rounds(jnp.array([1.0, 1.0, 1.0, -1.5])) == 5
+    )  # stopped after num_nodes rounds, still improving
+    assert (
+        oracle.num_rounds(jnp.array([1.0, 1.0, 1.0, -1.0])) == 4
+    )  # three steps to node 3, then one round without change
 
 
 def test_graph_float64_and_imle_gradient():
