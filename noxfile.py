@@ -1,4 +1,4 @@
-"""nox sessions (`nox -l` lists them): tests, oldest, slow, lint, doctest, bench, compare, ..."""
+"""nox sessions (`nox -l` lists them): tests, oldest, slow, lint, doctest, bench, compare, pyepo, ..."""
 
 import nox
 
@@ -123,3 +123,10 @@ def demo(session):
     """About a minute: learns to select the top-5 of 20 items with I-MLE; writes outputs/demo/."""
     _install(session, "experiments")
     session.run("python", "-m", "experiments.demo", *session.posargs)
+
+
+@nox.session
+def pyepo(session):
+    """PyEPO's shortest-path benchmark beside PyEPO's own I-MLE; writes docs/results, docs/figures."""
+    _install(session, "experiments,pyepo")
+    session.run("python", "-m", "experiments.pyepo_sp", *session.posargs)
