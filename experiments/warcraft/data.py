@@ -44,7 +44,9 @@ class Split(NamedTuple):
     weights: np.ndarray
     paths: np.ndarray
 
-    def __len__(self) -> int:  # type: ignore[override]
+    @property
+    def n(self) -> int:
+        """The number of maps."""
         return int(self.maps.shape[0])
 
 

@@ -107,7 +107,8 @@ class _Stem(nnx.Module):
         self.bn1 = nnx.BatchNorm(64, rngs=rngs, **BN)
 
     def __call__(self, maps: jax.Array) -> jax.Array:
-        x = (maps.astype(jnp.float32) - self.mean[...]) / self.std[...]
+        mean, std = self.mean[...].reshape(1, 1, 1, 3), self.std[...].reshape(1, 1, 1, 3)
+        x = (maps.astype(jnp.float32) - mean) / std
         x = jax.nn.relu(self.bn1(self.conv1(x)))
         return nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
 

@@ -56,7 +56,7 @@ def profile_one(data, method: str, batch: int, eval_batch: int, repeats: int) ->
     k = data.k
     cfg = TrainConfig(method=method, k=k, batch_size=batch, eval_batch=eval_batch)
     mean, std = channel_stats(data.train.maps)
-    trainer = Trainer(cfg, mean, std, len(data.train))
+    trainer = Trainer(cfg, mean, std, data.train.n)
     maps = jnp.asarray(data.train.maps[:batch])
     paths = jnp.asarray(data.train.paths[:batch])
     state = trainer.initial_state()

@@ -200,7 +200,7 @@ class Trainer:
         """Per-map metrics (:func:`path_metrics`) and predicted paths of a split."""
         preds = []
         b = self.cfg.eval_batch
-        for i in range(0, len(split), b):
+        for i in range(0, split.n, b):
             preds.append(np.asarray(self.predict(state, jnp.asarray(split.maps[i : i + b]))))
         pred = np.concatenate(preds)
         return path_metrics(pred, split.paths, split.weights), pred
@@ -333,7 +333,7 @@ def train(
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_config(out_dir, cfg)
     train_set = data.train
-    n_train = len(train_set) if cfg.max_train is None else min(cfg.max_train, len(train_set))
+    n_train = train_set.n if cfg.max_train is None else min(cfg.max_train, train_set.n)
     val = data.val if cfg.max_val is None else data.val._replace(**_head(data.val, cfg.max_val))
     test = (
         data.test if cfg.max_test is None else data.test._replace(**_head(data.test, cfg.max_test))
@@ -352,8 +352,8 @@ def train(
         "data": data_label(data),
         "data_folder": str(data.folder),
         "n_train": n_train,
-        "n_val": len(val),
-        "n_test": len(test),
+        "n_val": val.n,
+        "n_test": test.n,
         "steps_per_epoch": trainer.steps_per_epoch,
         "input_mean": mean.tolist(),
         "input_std": std.tolist(),
@@ -413,7 +413,7 @@ def train(
         test_metrics, pred = trainer.evaluate(state, test)
         extra["test"] = summarise(test_metrics, "test")
         extra["test_time_s"] = time.perf_counter() - t0
-        n_fig = min(16, len(test))
+        n_fig = min(16, test.n)
         np.savez(
             out_dir / "test_predictions.npz",
             maps=test.maps[:n_fig],
@@ -433,7 +433,7 @@ def _head(split, n: int) -> dict:
 
 def final_state(cfg: TrainConfig, data: Warcraft, out_dir: Path):
     """``(trainer, state, epoch)`` of the latest checkpoint in ``out_dir``."""
-    n_train = len(data.train) if cfg.max_train is None else min(cfg.max_train, len(data.train))
+    n_train = data.train.n if cfg.max_train is None else min(cfg.max_train, data.train.n)
     mean, std = channel_stats(data.train.maps[:n_train])
     trainer = get_trainer(cfg, mean, std, n_train)
     mngr = checkpoint_manager(Path(out_dir) / "checkpoints")
