@@ -94,9 +94,9 @@ def test_load_and_part_join(data_root, monkeypatch):
     np.testing.assert_array_equal(limited.paths, data.train.paths[:8])
     # the environment variable, and the data set folder itself as the path
     monkeypatch.setenv(ENV_VAR, str(data_root))
-    assert len(load_warcraft(k=12).val) == 6
+    assert load_warcraft(k=12).val.n == 6
     assert resolve_root(data_root / DATASET_DIR) == data_root / DATASET_DIR
-    assert len(load_warcraft(data_root / DATASET_DIR, 12, max_test=2).test) == 2
+    assert load_warcraft(data_root / DATASET_DIR, 12, max_test=2).test.n == 2
 
 
 def test_labels_are_optimal_paths(data_root):

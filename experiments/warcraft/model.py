@@ -6,7 +6,9 @@
   (two basic blocks of 64 channels) -- then an adaptive max pool to K x K and the mean over the
   64 channels. Its output is made non-negative with the absolute value, as the reference
   trainers do (``output = torch.abs(output)  # make grid weights positive``), and is the grid
-  of vertex costs handed to the shortest-path solver.
+  of vertex costs handed to the shortest-path solver. (``layer1`` ends in a ReLU, so the
+  channel mean is already non-negative and the absolute value changes nothing; it is kept so
+  that the network is the reference's whatever its last layer.)
 * :class:`ResNet18`, the baseline of the reference code that predicts the path directly: the
   whole torchvision ResNet18 (``conv1`` 7 x 7/2 with 64 channels, batch norm, ReLU, max pool,
   ``layer1`` ... ``layer4`` with 64, 128, 256, 512 channels, global average pool and a linear
