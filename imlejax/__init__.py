@@ -16,6 +16,8 @@ from imlejax._estimators import sfe as sfe
 from imlejax._estimators import simple as simple
 from imlejax._estimators import softsub as softsub
 from imlejax._estimators import ste as ste
+from imlejax._graph_path import graph_shortest_path as graph_shortest_path
+from imlejax._graph_path import grid_dag_edges as grid_dag_edges
 from imlejax._host import bipartite_matching as bipartite_matching
 from imlejax._host import host_oracle as host_oracle
 from imlejax._imle import imle as imle
@@ -27,6 +29,7 @@ from imlejax._noise import sog as sog
 from imlejax._oracles import argmax as argmax
 from imlejax._oracles import check_oracle as check_oracle
 from imlejax._oracles import top_k as top_k
+from imlejax._shortest_path import grid_shortest_path as grid_shortest_path
 from imlejax._targets import AdaptiveTarget as AdaptiveTarget
 from imlejax._targets import AIMLEState as AIMLEState
 from imlejax._targets import PerturbationTarget as PerturbationTarget
@@ -52,6 +55,9 @@ __all__ = [
     "check_oracle",
     "fenchel_young_loss",
     "gumbel",
+    "graph_shortest_path",
+    "grid_dag_edges",
+    "grid_shortest_path",
     "gumbel_softmax",
     "host_oracle",
     "imle",
