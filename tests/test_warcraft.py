@@ -143,7 +143,7 @@ def test_methods_give_paths(tiny):
         pred = np.asarray(built.oracle(jnp.asarray(tiny.train.weights[:3])))
         assert path_metrics(pred, opt, tiny.train.weights[:3])["optimal"].all(), name
         if built.kind == "fy":
-            assert np.isfinite(float(built.estimator(jax.random.key(1), -w, y)))
+            assert np.isfinite(float(built.estimator(jax.random.key(1), w, y)))
             continue
         kwargs = {} if built.state is None else {"state": built.state}
         z = built.estimator(jax.random.key(1), w, **kwargs).reshape(-1, K, K)
@@ -161,7 +161,7 @@ def test_methods_give_gradients(name, tiny):
     key = jax.random.key(1)
     kwargs = {} if built.state is None else {"state": built.state}
     if built.kind == "fy":
-        loss = lambda w: built.estimator(key, -w, y)  # noqa: E731
+        loss = lambda w: built.estimator(key, w, y)  # noqa: E731
     else:
         loss = lambda w: hamming_loss(built.estimator(key, w, **kwargs), y)  # noqa: E731
     g = jax.jit(jax.grad(loss))(w)

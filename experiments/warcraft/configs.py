@@ -75,20 +75,26 @@ class Built:
 
     Attributes:
       kind: ``"path"`` (``estimator(key, w[, state=]) -> z``, Hamming loss), ``"fy"``
-        (``estimator(key, theta, y) -> loss`` on ``theta = -w``) or ``"direct"`` (no solver).
+        (``estimator(key, w, y) -> loss``) or ``"direct"`` (no solver).
       estimator: the estimator, or ``None`` for ``"direct"``.
       oracle: the batched oracle used for evaluation (``None`` for ``"direct"``).
-      state: the initial AIMLE state, else ``None``.
+      target: the AIMLE target (:func:`imlejax.aimle`), else ``None``.
     """
 
     kind: str
     estimator: Callable[..., Any] | None
     oracle: Callable[[jax.Array], jax.Array] | None
-    state: Any = None
+    target: Any = None
+
+    @property
+    def state(self) -> Any:
+        """The initial AIMLE state, else ``None``."""
+        return None if self.target is None else self.target.init()
 
     def next_state(self, state: Any, cotangent: Any) -> Any:
-        """The AIMLE state after a step, from the cotangent autodiff returned for ``state``."""
-        return cotangent
+        """The AIMLE state after a step: the target's rule applied to the statistics that
+        autodiff returned as the cotangent of ``state``."""
+        return self.target.update(state, cotangent)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +126,9 @@ def _imle_sog(tau: float):
 
 def _imle_mapmap(k: int) -> Built:
     oracle = batched_oracle()
-    est = ij.imle(oracle, noise=None, target=ij.pid(LAMBDA_MAPMAP, alpha=0.0), minimize=True)
+    est = ij.imle(
+        oracle, noise=ij.no_noise(), target=ij.pid(LAMBDA_MAPMAP, alpha=0.0), minimize=True
+    )
     return Built("path", est, oracle)
 
 
@@ -140,22 +148,20 @@ def _aimle(k: int) -> Built:
     oracle = batched_oracle()
     target = ij.aimle(target_norm=10.0, step=1e-3, batch_ndim=1)
     est = ij.imle(oracle, noise=ij.sog(sog_k(k), tau=0.01), target=target, minimize=True)
-    return Built("path", est, oracle, target.init())
+    return Built("path", est, oracle, target)
 
 
 def _perturbed_fy(k: int) -> Built:
     oracle = batched_oracle()
-
-    def maximiser(theta):  # MAP(theta) = argmax <z, theta> = shortest path of the costs -theta
-        return oracle(-theta)
-
-    loss = ij.fenchel_young_loss(maximiser, noise=ij.gumbel(1.0), samples=FY_SAMPLES)
+    loss = ij.fenchel_young_loss(
+        oracle, noise=ij.gumbel(1.0), num_samples=FY_SAMPLES, minimize=True
+    )
     return Built("fy", loss, oracle)
 
 
 def _ste(k: int) -> Built:
     oracle = batched_oracle()
-    return Built("path", ij.ste(oracle, noise=None, minimize=True), oracle)
+    return Built("path", ij.ste(oracle, noise=ij.no_noise(), minimize=True), oracle)
 
 
 def _direct(k: int) -> Built:

@@ -46,6 +46,7 @@ METRIC_KEYS = (
     "val_hamming",
     "val_cost_ratio",
     "aimle_beta",
+    "aimle_lambda",
     "epoch_time_s",
     "step_time_s",
     "eval_time_s",
@@ -144,7 +145,7 @@ class Trainer:
             loss = jnp.mean(optax.sigmoid_binary_cross_entropy(out, y))
             return loss, hamming_loss((out > 0).astype(y.dtype), y)
         if built.kind == "fy":
-            loss = built.estimator(key, -out, y) / out.shape[0]
+            loss = built.estimator(key, out, y) / out.shape[0]
             return loss, jnp.asarray(jnp.nan, out.dtype)
         z = built.estimator(key, out) if aimle is None else built.estimator(key, out, state=aimle)
         loss = hamming_loss(z, y)
@@ -397,6 +398,7 @@ def train(
             "train_hamming": float(losses[:, 1].mean()),
             **summarise(val_metrics, "val"),
             "aimle_beta": None if state["aimle"] is None else float(state["aimle"].beta),
+            "aimle_lambda": None if state["aimle"] is None else float(state["aimle"].lam),
             "epoch_time_s": epoch_time,
             # the first epoch's first step includes the compilation
             "step_time_s": float(np.median(step_times)),
