@@ -134,25 +134,25 @@ def plot_paths(k: int, runs: dict[str, dict], runs_dir: Path, file: Path, n_maps
     n_maps = min(n_maps, first["maps"].shape[0])
     labels = {runs[n].get("data", "?") for n in preds}
     fig, axes = plt.subplots(
-        n_maps, len(preds), figsize=(2.6 * len(preds), 2.7 * n_maps), squeeze=False
+        len(preds), n_maps, figsize=(2.7 * n_maps, 2.9 * len(preds) + 0.4), squeeze=False
     )
-    for j, (name, p) in enumerate(preds.items()):
-        for i in range(n_maps):
+    for i, (name, p) in enumerate(preds.items()):
+        for j in range(n_maps):
             ax = axes[i, j]
-            ax.imshow(p["maps"][i])
-            _draw_path(ax, p["gold"][i], edgecolor="white", linewidth=1.6)
-            ys, xs = np.nonzero(p["pred"][i] > 0.5)
+            ax.imshow(p["maps"][j])
+            _draw_path(ax, p["gold"][j], edgecolor="white", linewidth=1.6)
+            ys, xs = np.nonzero(p["pred"][j] > 0.5)
             ax.scatter(xs * TILE + TILE / 2 - 0.5, ys * TILE + TILE / 2 - 0.5, s=9, c="red")
-            verdict = "optimal" if p["optimal"][i] else "not optimal"
-            ax.set_title(f"{runs[name]['label']}\nmap {i}: {verdict}", fontsize=7)
+            verdict = "optimal" if p["optimal"][j] else "not optimal"
+            ax.set_title(f"{runs[name]['label']}\ntest map {j}: {verdict}", fontsize=7)
             ax.set_xticks([])
             ax.set_yticks([])
     fig.suptitle(
-        f"Warcraft {k}x{k} test maps ({' / '.join(sorted(labels))}): gold path = white squares, "
-        "predicted path = red dots",
+        f"Warcraft {k}x{k}, {' / '.join(sorted(labels))}\n"
+        "gold path: white squares, predicted path: red dots",
         fontsize=9,
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
     fig.savefig(file, dpi=110)
     plt.close(fig)
 
