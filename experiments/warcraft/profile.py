@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -119,6 +120,13 @@ def main(argv=None) -> list[dict]:
     for m in args.methods:
         if m not in METHODS:
             parser.error(f"unknown method {m!r}; choose from {sorted(METHODS)}")
+    out = Path(args.out)
+    payload = json.loads(out.read_text()) if out.is_file() else {"rows": []}
+    payload.update(
+        device=str(jax.devices()[0]),
+        cpu_count=os.cpu_count(),
+        note="generated stand-in maps; shared machine, medians of repeated timed calls",
+    )
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         n = max(args.batch, args.eval_batch)
@@ -129,6 +137,7 @@ def main(argv=None) -> list[dict]:
             data = load_warcraft(root, k, max_train=n, max_val=1, max_test=1)
             for method in args.methods:
                 row = profile_one(data, method, args.batch, args.eval_batch, args.repeats)
+                row.update(repeats=args.repeats, load_average=os.getloadavg()[0])
                 rows.append(row)
                 print(
                     f"{k}x{k} {method}: step {row['step_s']:.3f} s, solver {row['solver_s']:.3f} s"
@@ -136,14 +145,11 @@ def main(argv=None) -> list[dict]:
                     f"epoch ~{row['epoch_s_estimate']:.0f} s",
                     flush=True,
                 )
-    payload = {
-        "device": str(jax.devices()[0]),
-        "cpu_count": __import__("os").cpu_count(),
-        "note": "generated stand-in maps; shared machine, medians of repeated timed calls",
-        "rows": rows,
-    }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(payload, indent=1))
+                # keep earlier rows of other (K, method) pairs; write after every row
+                keep = [r for r in payload["rows"] if (r["k"], r["method"]) != (k, method)]
+                payload["rows"] = sorted(keep + [row], key=lambda r: (r["k"], r["method"]))
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_text(json.dumps(payload, indent=1))
     return rows
 
 
