@@ -141,12 +141,12 @@ class Config:
     """Sizes and knobs of the stand-in corpus (defaults: the committed stand-in runs)."""
 
     seed: int = 0
-    train: int = 2000
-    heldout: int = 800
-    annotated: int = 200
+    train: int = 500
+    heldout: int = 200
+    annotated: int = 100
     correlation: float = 0.5
     phrase_noise: float = 0.1
-    fillers: tuple[int, int] = (2, 5)
+    fillers: tuple[int, int] = (1, 4)
     dim: int = EMBEDDING_DIM
     extra_words: int = 200
     gzip: bool = False
