@@ -345,3 +345,42 @@ def test_smoke_cli(tmp_path):
     assert result["generated_standin"] and result["epochs_completed"] == 2
     assert math.isfinite(result["best"]["test_mse"])
     assert (tmp_path / "taste" / "softsub_k10" / "seed0" / "metrics.csv").is_file()
+
+
+# ------------------------------------------------------------------------------------------------
+# Synthetic benchmarks of Chen et al.
+# ------------------------------------------------------------------------------------------------
+
+
+def test_synthetic_data_follow_the_formulas():
+    from experiments.l2x import synthetic
+
+    x, p, rel = synthetic.generate("XOR", 50, 0)
+    np.testing.assert_allclose(p, 1 / (1 + np.exp(x[:, 0] * x[:, 1])), rtol=1e-5)
+    assert rel.sum(1).tolist() == [2] * 50 and rel[:, :2].all()
+    x, p, _ = synthetic.generate("orange_skin", 50, 1)
+    np.testing.assert_allclose(p, 1 / (1 + np.exp(np.sum(x[:, :4] ** 2, 1) - 4)), rtol=1e-4)
+    x, p, _ = synthetic.generate("nonlinear_additive", 50, 2)
+    x64 = x.astype(np.float64)
+    a = -100 * np.sin(0.2 * x64[:, 0]) + np.abs(x64[:, 1]) + x64[:, 2] + np.exp(-x64[:, 3]) - 2.4
+    np.testing.assert_allclose(p, 1 / (1 + np.exp(a)), rtol=1e-4, atol=1e-7)
+    x, p, rel = synthetic.generate("switch", 400, 3)
+    first = rel[:, 0]
+    assert first.sum() == 200 and np.all(rel.sum(1) == 5) and rel[:, 9].all()
+    assert np.all(rel[~first, 4:8]) and not rel[~first, :4].any()
+    assert x[first, 9].mean() > 2 and x[~first, 9].mean() < -2  # x9 shifted by +3 / -3
+    np.testing.assert_allclose(
+        p[first], 1 / (1 + np.exp(np.sum(x[first, :4].astype(np.float64) ** 2, 1) - 4)), rtol=1e-4
+    )
+    x2 = x[~first].astype(np.float64)
+    a = -100 * np.sin(0.2 * x2[:, 4]) + np.abs(x2[:, 5]) + x2[:, 6] + np.exp(-x2[:, 7]) - 2.4
+    np.testing.assert_allclose(p[~first], 1 / (1 + np.exp(a)), rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.slow
+def test_synthetic_smoke():
+    from experiments.l2x import synthetic
+
+    (row,) = synthetic.main(["--smoke", "--methods", "l2x", "--datatypes", "XOR"])
+    assert row["seeds"] == 1 and 1.5 <= row["median_rank_mean"] <= 9.5
+    assert 0.0 <= row["posthoc_accuracy_mean"] <= 1.0
