@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from imlejax import ksubset
-from imlejax._imle import as_key, check_theta
+from imlejax._validation import as_key, check_theta
 
 __all__ = ["GradientReport", "check_gradient"]
 
@@ -34,7 +34,7 @@ class GradientReport:
 
     Example:
       >>> import jax.numpy as jnp, imlejax as ij
-      >>> f = ij.sfe(1, lambda z: z[0], samples=4, baseline="mean")
+      >>> f = ij.sfe(1, lambda z: z[0], num_samples=4, baseline="mean")
       >>> r = ij.check_gradient(f, lambda z: z[0], jnp.zeros(3), k=1, num_keys=500)
       >>> r.exact.shape, r.num_keys
       ((3,), 500)

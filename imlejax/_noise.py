@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from imlejax._checks import check_positive
+from imlejax._dataclass import pytree_dataclass, static_field
+from imlejax._validation import check_choice, check_int, check_positive, compute_dtype
 
-__all__ = ["Noise", "Gumbel", "SumOfGamma", "gumbel", "sog", "sample_noise"]
+__all__ = [
+    "Gumbel",
+    "NoNoise",
+    "Noise",
+    "Normal",
+    "SumOfGamma",
+    "gumbel",
+    "no_noise",
+    "normal",
+    "resolve_noise",
+    "sog",
+]
 
 _SUPPORTED_DTYPES = (jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64)
 
@@ -42,15 +52,7 @@ def _check_dtype(dtype: Any) -> jnp.dtype:
     return dtype
 
 
-def _compute_dtype(dtype: jnp.dtype) -> jnp.dtype:
-    """Half-precision noise is drawn in float32 and rounded once at the end."""
-    if dtype in (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16)):
-        return jnp.dtype(jnp.float32)
-    return dtype
-
-
-@jax.tree_util.register_dataclass
-@dataclasses.dataclass(frozen=True)
+@pytree_dataclass
 class Gumbel:
     r"""Gumbel noise with location 0 and scale ``tau``.
 
@@ -80,13 +82,17 @@ class Gumbel:
     def sample(self, key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
         """Draws i.i.d. ``Gumbel(0, tau)`` perturbations of ``shape``."""
         dtype = _check_dtype(dtype)
-        cdtype = _compute_dtype(dtype)
+        cdtype = compute_dtype(dtype)
         eps = jax.random.gumbel(key, shape, dtype=cdtype)
         return (jnp.asarray(self.tau, cdtype) * eps).astype(dtype)
 
+    def log_prob(self, eps: jax.Array) -> jax.Array:
+        """Elementwise log-density of ``Gumbel(0, tau)`` at ``eps``, up to a constant."""
+        x = eps / jnp.asarray(self.tau, eps.dtype)
+        return -x - jnp.exp(-x)
 
-@jax.tree_util.register_dataclass
-@dataclasses.dataclass(frozen=True)
+
+@pytree_dataclass
 class SumOfGamma:
     r"""Sum-of-Gamma noise ``SoG(k, tau, terms)`` of Niepert et al. (2021), Theorem 1.
 
@@ -124,28 +130,21 @@ class SumOfGamma:
       Family Distributions*, NeurIPS 2021, Lemma 1 and Theorems 1-2.
     """
 
-    k: int = dataclasses.field(default=1, metadata=dict(static=True))
+    k: int = static_field(1)
     tau: Any = 1.0
-    terms: int = dataclasses.field(default=10, metadata=dict(static=True))
-    method: str = dataclasses.field(default="table", metadata=dict(static=True))
+    terms: int = static_field(10)
+    method: str = static_field("table")
 
     def __post_init__(self) -> None:
-        if isinstance(self.k, bool) or not isinstance(self.k, (int, np.integer)) or self.k < 1:
-            raise ValueError(f"k must be an integer >= 1; got {self.k!r}.")
-        if (
-            isinstance(self.terms, bool)
-            or not isinstance(self.terms, (int, np.integer))
-            or self.terms < 1
-        ):
-            raise ValueError(f"terms must be an integer >= 1; got {self.terms!r}.")
-        if self.method not in ("table", "direct"):
-            raise ValueError(f"method must be 'table' or 'direct'; got {self.method!r}.")
+        object.__setattr__(self, "k", check_int("k", self.k, minimum=1))
+        object.__setattr__(self, "terms", check_int("terms", self.terms, minimum=1))
+        check_choice("method", self.method, ("table", "direct"))
         check_positive("tau", self.tau)
 
     def sample(self, key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
         """Draws i.i.d. ``SoG(k, tau, terms)`` perturbations of ``shape``."""
         dtype = _check_dtype(dtype)
-        cdtype = _compute_dtype(dtype)
+        cdtype = compute_dtype(dtype)
         if self.method == "direct":
             x = sog_direct(key, shape, self.k, self.terms, cdtype)
         else:
@@ -187,10 +186,104 @@ def sog(
     return SumOfGamma(k=k, tau=tau, terms=terms, method=method)
 
 
-def sample_noise(
-    noise: Noise | None, key: jax.Array, shape: tuple[int, ...], dtype: Any
-) -> jax.Array:
-    """Draws from ``noise``, or returns zeros when ``noise`` is None (no perturbation)."""
+@pytree_dataclass
+class Normal:
+    r"""Normal noise with mean 0 and standard deviation ``tau``: :math:`\epsilon = \tau Z`.
+
+    The usual perturbation of the perturbed optimizers (Berthet et al., 2020).
+
+    Attributes:
+      tau: standard deviation (scale) of the noise, a positive scalar.
+
+    Example:
+      >>> import jax, imlejax as ij
+      >>> ij.normal(0.5).sample(jax.random.key(0), (2, 3)).shape
+      (2, 3)
+    """
+
+    tau: Any = 1.0
+
+    def __post_init__(self) -> None:
+        check_positive("tau", self.tau)
+
+    def sample(self, key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
+        """Draws i.i.d. ``N(0, tau**2)`` perturbations of ``shape``."""
+        dtype = _check_dtype(dtype)
+        cdtype = compute_dtype(dtype)
+        eps = jax.random.normal(key, shape, dtype=cdtype)
+        return (jnp.asarray(self.tau, cdtype) * eps).astype(dtype)
+
+    def log_prob(self, eps: jax.Array) -> jax.Array:
+        """Elementwise log-density of ``N(0, tau**2)`` at ``eps``, up to a constant."""
+        x = eps / jnp.asarray(self.tau, eps.dtype)
+        return -0.5 * x * x
+
+
+@pytree_dataclass
+class NoNoise:
+    """No perturbation: ``sample`` returns zeros, so an estimator calls the oracle on ``theta``.
+
+    Its temperature is ``0``, the zero-temperature limit in which the distribution is the point
+    mass on the MAP state. ``noise=None`` in an estimator means ``NoNoise()``.
+
+    Example:
+      >>> import jax, imlejax as ij
+      >>> ij.no_noise().sample(jax.random.key(0), (3,)).tolist()
+      [0.0, 0.0, 0.0]
+    """
+
+    @property
+    def tau(self) -> float:
+        """``0.0``: the zero-temperature limit."""
+        return 0.0
+
+    def sample(self, key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
+        """Returns zeros of ``shape`` and ``dtype``; the key is not used."""
+        return jnp.zeros(shape, _check_dtype(dtype))
+
+    def log_prob(self, eps: jax.Array) -> jax.Array:
+        raise TypeError("NoNoise has no density: a perturbed optimizer needs noise with a density.")
+
+
+#: The default noise of the perturb-and-MAP estimators: ``Gumbel(0, 1)``.
+DEFAULT_NOISE = Gumbel(1.0)
+
+
+def normal(tau: Any = 1.0) -> Normal:
+    """Returns ``N(0, tau**2)`` noise; see :class:`Normal`.
+
+    Example:
+      >>> import imlejax as ij
+      >>> ij.normal(2.0).tau
+      2.0
+    """
+    return Normal(tau=tau)
+
+
+def no_noise() -> NoNoise:
+    """Returns :class:`NoNoise`, the absence of perturbation.
+
+    Example:
+      >>> import imlejax as ij
+      >>> ij.no_noise().tau
+      0.0
+    """
+    return NoNoise()
+
+
+def resolve_noise(noise: Any, name: str = "noise") -> Any:
+    """``noise`` checked against the :class:`Noise` protocol; ``None`` becomes :class:`NoNoise`."""
     if noise is None:
-        return jnp.zeros(shape, dtype)
-    return noise.sample(key, shape, dtype)
+        return NoNoise()
+    if isinstance(noise, str):
+        raise TypeError(
+            f"{name} must be a noise object such as ij.gumbel(1.0), ij.sog(k), ij.normal(1.0) or "
+            f"None; got the string {noise!r}."
+        )
+    if not callable(getattr(noise, "sample", None)):
+        raise TypeError(f"{name} must have a sample(key, shape, dtype) method; got {noise!r}.")
+    if not hasattr(noise, "tau"):
+        raise TypeError(
+            f"{name} must have a temperature attribute `tau` (the Noise protocol); got {noise!r}."
+        )
+    return noise

@@ -27,7 +27,7 @@ def linear(z):
     return jnp.vdot(z, W)
 
 
-SFE = ij.sfe(2, quadratic, samples=4, baseline="mean")
+SFE = ij.sfe(2, quadratic, num_samples=4, baseline="mean")
 
 
 def sign_flipped(key, theta):

@@ -16,11 +16,13 @@ from flax import linen as nn  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from imlejax.flax.linen import DiscreteLayer as LinenLayer  # noqa: E402
+from imlejax.flax.linen import apply_aimle_update as apply_linen_update  # noqa: E402
 from imlejax.flax.nnx import (  # noqa: E402
     AIMLEVariable,
     DiscreteLayer,
     aimle_filter,
     apply_aimle_update,
+    split_aimle,
 )
 
 THETA = jnp.array([[0.3, -1.0, 2.0, 0.5, 1.1], [1.5, 0.2, -0.4, 0.9, 0.0]])
@@ -54,7 +56,7 @@ ESTIMATORS = {
 if hasattr(ij, "ste"):
     ESTIMATORS["ste"] = lambda: ij.ste(ij.top_k(2), noise=ij.sog(2, method="direct"))
 if hasattr(ij, "gumbel_softmax"):
-    ESTIMATORS["gumbel_softmax"] = lambda: ij.gumbel_softmax(tau=0.5, samples=2)
+    ESTIMATORS["gumbel_softmax"] = lambda: ij.gumbel_softmax(temperature=0.5, samples=2)
 
 
 def _map_fn(name):
@@ -125,12 +127,13 @@ def test_nnx_aimle_state_advances_in_jitted_train_step():
     state = target.init()
     theta = THETA
     for _ in range(3):
-        g, state = reference(_next_key(model.layer), theta, state)
+        g, stats = reference(_next_key(model.layer), theta, state)
+        state = target.update(state, stats)
         theta = theta - 0.1 * g
         grads = train_step(model, optimizer)
         assert set(grads.keys()) == {"theta"}
         got = model.layer.aimle.get_value()
-        for a, b in zip(got, state, strict=True):
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(state), strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-6)
         np.testing.assert_allclose(model.theta[...], theta, rtol=1e-5, atol=1e-6)
     assert float(model.layer.aimle.get_value().beta) != 1.0
@@ -138,7 +141,39 @@ def test_nnx_aimle_state_advances_in_jitted_train_step():
     before = model.layer.aimle.get_value()
     model.eval()
     model()
-    assert model.layer.aimle.get_value() == before
+    after = model.layer.aimle.get_value()
+    for a, b in zip(jax.tree.leaves(after), jax.tree.leaves(before), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_nnx_two_layers_calls_and_split():
+    # Two AIMLE layers with different targets, one called twice per loss: each layer's rule is
+    # applied once per step with the statistics of all its calls; the optimiser sees only params.
+    t1 = ij.aimle(target_norm=100.0, step=0.1)
+    t2 = ij.aimle(target_norm=0.0, step=0.1)
+    e1 = ij.imle(ij.top_k(2), noise=ij.sog(2), target=t1)
+    e2 = ij.imle(ij.top_k(2), noise=ij.sog(2), target=t2)
+
+    class Two(nnx.Module):
+        def __init__(self):
+            self.theta = nnx.Param(THETA)
+            self.a = DiscreteLayer(e1, state=t1.init(), rngs=nnx.Rngs(noise=0))
+            self.b = DiscreteLayer(e2, state=t2.init(), rngs=nnx.Rngs(noise=1))
+
+        def __call__(self):
+            t = self.theta[...]
+            return _loss(self.a(t)) + _loss(self.a(t + 1.0)) + _loss(self.b(t))
+
+    model = Two()
+    grads = nnx.grad(lambda m: m(), argnums=nnx.DiffState(0, aimle_filter))(model)
+    params, stats = split_aimle(grads)
+    assert set(params.keys()) == {"theta"}
+    assert float(nnx.to_flat_state(stats)[0][1].get_value().stats.calls) in (1.0, 2.0)
+    rest = apply_aimle_update(model, grads)
+    assert set(rest.keys()) == {"theta"}
+    # One step each: beta rises for the layer below its target, falls for the other.
+    np.testing.assert_allclose(model.a.aimle.get_value().beta, 1.1, rtol=1e-6)
+    np.testing.assert_allclose(model.b.aimle.get_value().beta, 0.9, rtol=1e-6)
 
 
 def test_linen_matches_functional_and_eval():
@@ -181,9 +216,13 @@ def test_linen_aimle_state_advances_in_jitted_train_step():
 
     @jax.jit
     def train_step(params, aimle, opt_state, key):
-        grads, new_aimle = jax.grad(loss_fn, argnums=(0, 1))(params, aimle, key)
+        grads, stats = jax.grad(loss_fn, argnums=(0, 1))(params, aimle, key)
         updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), new_aimle, opt_state
+        return (
+            optax.apply_updates(params, updates),
+            apply_linen_update(target, aimle, stats),
+            opt_state,
+        )
 
     beta = 1.0
     for i in range(3):

@@ -63,23 +63,6 @@ def gs_tau(epoch: int) -> float:
     return max(GS_INIT_TAU * math.exp(-GS_ANNEAL_RATE * epoch * (epoch + 1) / 2), GS_MIN_TAU)
 
 
-def rowwise(estimator: Callable[..., jax.Array], samples: int | None) -> Callable[..., jax.Array]:
-    """Applies a one-instance estimator of ``theta`` of shape ``(m,)`` to every row of ``theta``.
-
-    The key is split into one key per row; a sample axis (``samples=S``) stays in front.
-    """
-
-    def batched(key, theta, *args):
-        rows = theta.reshape(-1, theta.shape[-1])
-        keys = jax.random.split(key, rows.shape[0])
-        z = jax.vmap(lambda k, t: estimator(k, t, *args))(keys, rows)
-        if samples is None:
-            return z.reshape(theta.shape)
-        return z.swapaxes(0, 1).reshape((samples, *theta.shape))
-
-    return batched
-
-
 def _imle(lam: float, noise_fn: Callable[[], Any]):
     def build(samples, tau):
         est = ij.imle(ij.top_k(K), noise=noise_fn(), target=ij.pid(lam), samples=samples)
@@ -100,11 +83,11 @@ def _ste(samples, tau):
 
 def _gumbel_softmax(samples, tau):
     tau = GS_INIT_TAU if tau is None else tau
-    return Built(ij.gumbel_softmax(tau=tau, hard=False, samples=samples), ij.argmax())
+    return Built(ij.gumbel_softmax(temperature=tau, hard=False, samples=samples), ij.argmax())
 
 
 def _simple(samples, tau):
-    est = rowwise(ij.simple(K, tau=SOG_TAU, samples=samples), samples)
+    est = ij.simple(K, tau=SOG_TAU, samples=samples)
     return Built(est, ij.top_k(K))
 
 

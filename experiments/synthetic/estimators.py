@@ -82,7 +82,11 @@ def ste_gradient(problem: Problem, noise: ij.Noise, samples: int | None = None) 
 def sfe_gradient(problem: Problem, samples: int | None = None) -> GradFn:
     """Score function with faithful samples and exact marginals: ``l(z) (z - mu(theta))``."""
     estimator = ij.sfe(
-        problem.k, lambda z: pointwise_loss(problem, z), tau=1.0, samples=samples, baseline=None
+        problem.k,
+        lambda z: pointwise_loss(problem, z),
+        tau=1.0,
+        num_samples=1 if samples is None else samples,
+        baseline=None,
     )
 
     def grad_fn(key, theta, lam):
@@ -100,6 +104,7 @@ def aimle_gradient(problem: Problem, noise: ij.Noise, target: ij.AdaptiveTarget,
         return jnp.mean(pointwise_loss(problem, sampler(key, t, state=state)))
 
     def grad_fn(key, theta, state):
-        return jax.grad(loss, argnums=(0, 1))(theta, state, key)
+        g, stats = jax.grad(loss, argnums=(0, 1))(theta, state, key)
+        return g, target.update(state, stats)
 
     return grad_fn

@@ -10,17 +10,30 @@ import jax.numpy as jnp
 
 
 def resolve_map_fn(estimator: Callable, map_fn: Callable | None) -> Callable:
-    """The MAP oracle of the layer: ``map_fn``, else the oracle the estimator was built on."""
+    """The MAP oracle of the layer: ``map_fn``, else the estimator's ``.map_fn``."""
     if not callable(estimator):
         raise TypeError(f"estimator must be callable as est(key, theta, *args); got {estimator!r}.")
     if map_fn is None:
-        map_fn = getattr(estimator, "__wrapped__", None)
+        map_fn = getattr(estimator, "map_fn", None)
     if map_fn is None or not callable(map_fn):
         raise ValueError(
-            "Could not find the MAP oracle of this estimator (it has no __wrapped__ oracle): pass "
-            "map_fn=..., e.g. map_fn=ij.top_k(k) or map_fn=ij.argmax(), for the deterministic mode."
+            f"{estimator!r} has no deterministic MAP oracle (its .map_fn is None): pass map_fn=..., "
+            "e.g. map_fn=ij.top_k(k) or map_fn=ij.argmax(), for the deterministic mode."
         )
+    if not callable(map_fn):
+        raise TypeError(f"map_fn must be callable; got {map_fn!r}.")
     return map_fn
+
+
+def adaptive_target(estimator: Any) -> Any:
+    """The adaptive target of ``estimator`` (``estimator.target`` with ``update``); raises if none."""
+    target = getattr(estimator, "target", None)
+    if not (getattr(estimator, "stateful", False) and callable(getattr(target, "update", None))):
+        raise TypeError(
+            f"AIMLE state was given for {estimator!r}, which has no adaptive target: build the "
+            "estimator with target=ij.aimle(...)."
+        )
+    return target
 
 
 def map_output(

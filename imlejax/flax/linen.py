@@ -8,10 +8,10 @@ from typing import Any
 import flax.linen as nn
 import jax
 
-from imlejax._targets import AIMLEState
+from imlejax._aimle import AIMLEState
 from imlejax.flax._common import map_output, resolve_map_fn
 
-__all__ = ["DiscreteLayer"]
+__all__ = ["DiscreteLayer", "apply_aimle_update"]
 
 
 class DiscreteLayer(nn.Module):
@@ -29,9 +29,9 @@ class DiscreteLayer(nn.Module):
 
     **AIMLE.** For an estimator built with an adaptive target, give ``init_state=target.init``:
     the state lives in the variable collection ``aimle`` (entry ``state``) and the estimator is
-    called with ``state=``. The cotangent of the ``aimle`` collection is the updated state, so a
-    train step differentiates with respect to both collections and keeps the second as the new
-    state::
+    called with ``state=``. The cotangent of the ``aimle`` collection holds the additive
+    statistics of the backward passes, so a train step differentiates with respect to both
+    collections, gives the first to the optimiser and the second to :func:`apply_aimle_update`::
 
         def loss_fn(params, aimle, x, key):
             x_hat = model.apply({"params": params, "aimle": aimle}, x, rngs={"noise": key})
@@ -39,16 +39,14 @@ class DiscreteLayer(nn.Module):
 
         @jax.jit
         def train_step(params, aimle, opt_state, x, key):
-            grads, new_aimle = jax.grad(loss_fn, argnums=(0, 1))(params, aimle, x, key)
+            grads, stats = jax.grad(loss_fn, argnums=(0, 1))(params, aimle, x, key)
             updates, opt_state = tx.update(grads, opt_state, params)
-            return optax.apply_updates(params, updates), new_aimle, opt_state
-
-    Use the layer once per loss evaluation when it holds AIMLE state.
+            aimle = apply_aimle_update(target, aimle, stats)
+            return optax.apply_updates(params, updates), aimle, opt_state
 
     Attributes:
       estimator: the wrapped estimator, ``est(key, theta, *args)``.
-      map_fn: the oracle of the deterministic mode; ``None``: the oracle the estimator was built
-        on (its ``__wrapped__`` attribute, set by :func:`imlejax.imle`).
+      map_fn: the oracle of the deterministic mode; ``None``: the estimator's ``.map_fn``.
       init_state: ``None``, or a function returning the initial :class:`imlejax.AIMLEState`
         (``target.init``) for an adaptive estimator.
       deterministic: evaluation mode flag (the call argument takes precedence).
@@ -88,3 +86,20 @@ class DiscreteLayer(nn.Module):
         if state is None:
             return self.estimator(key, theta, *args)
         return self.estimator(key, theta, *args, state=state)
+
+
+def apply_aimle_update(target: Any, aimle: Any, stats: Any) -> Any:
+    """The ``aimle`` collection after one application of ``target``'s rule with ``stats``.
+
+    Args:
+      target: the adaptive target the layers' estimators were built with (``ij.aimle(...)``).
+      aimle: the ``aimle`` collection the gradient was computed with.
+      stats: its cotangent from ``jax.grad`` (summed over devices with ``psum`` if sharded).
+
+    Returns:
+      The new ``aimle`` collection: every :class:`imlejax.AIMLEState` in it updated.
+    """
+    if not callable(getattr(target, "update", None)):
+        raise TypeError(f"target must be an adaptive target such as ij.aimle(); got {target!r}.")
+    is_state = lambda x: isinstance(x, AIMLEState)  # noqa: E731
+    return jax.tree.map(target.update, aimle, stats, is_leaf=is_state)

@@ -9,18 +9,19 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from imlejax._targets import AIMLEState
-from imlejax.flax._common import map_output, resolve_map_fn
+from imlejax._aimle import AIMLEState
+from imlejax.flax._common import adaptive_target, map_output, resolve_map_fn
 
-__all__ = ["AIMLEVariable", "DiscreteLayer", "apply_aimle_update", "aimle_filter"]
+__all__ = ["AIMLEVariable", "DiscreteLayer", "aimle_filter", "apply_aimle_update", "split_aimle"]
 
 
 class AIMLEVariable(nnx.Variable):
     """Module state holding an :class:`imlejax.AIMLEState` (not a trainable parameter).
 
     Read it with ``variable.get_value()``. Include it in the ``argnums`` filter of
-    :func:`flax.nnx.grad` to receive the updated state as its "gradient", then write it back with
-    :func:`apply_aimle_update`.
+    :func:`flax.nnx.grad` to receive the AIMLE statistics as its "gradient" (an
+    :class:`imlejax.AIMLEState` whose ``stats`` are sums, see :class:`imlejax.AdaptiveTarget`),
+    then apply the update rule with :func:`apply_aimle_update`.
     """
 
 
@@ -50,17 +51,20 @@ class DiscreteLayer(nnx.Module):
 
     **AIMLE.** For an estimator built with an adaptive target (``ij.imle(..., target=ij.aimle())``)
     pass ``state=target.init()``: the layer keeps it in an :class:`AIMLEVariable` and calls
-    ``est(key, theta, *args, state=state)``. The cotangent autodiff returns for that state is the
-    updated state, so a jitted train step differentiates with respect to the parameters *and* the
-    AIMLE variables and writes the latter back with :func:`apply_aimle_update`::
+    ``est(key, theta, *args, state=state)``. The cotangent autodiff returns for that state holds
+    additive statistics of the backward passes, so a jitted train step differentiates with respect
+    to the parameters *and* the AIMLE variables, and :func:`apply_aimle_update` applies the rule
+    of the estimator's target to each layer's state and returns the parameter gradients alone::
 
         @nnx.jit
         def train_step(model, optimizer, x):
             grads = nnx.grad(loss_fn, argnums=nnx.DiffState(0, aimle_filter))(model, x)
-            grads = apply_aimle_update(model, grads)   # new AIMLE state in, parameter grads out
+            grads = apply_aimle_update(model, grads)   # statistics out, parameter grads left
             optimizer.update(model, grads)
 
-    Use the layer once per loss evaluation when it holds AIMLE state.
+    The statistics must never reach the optimiser: :func:`apply_aimle_update` (or
+    :func:`split_aimle`) removes them. Calling the layer several times in one loss is fine: the
+    statistics add up, and the rule is applied once per step.
 
     Attributes:
       estimator: the wrapped estimator, ``est(key, theta, *args)``.
@@ -97,8 +101,8 @@ class DiscreteLayer(nnx.Module):
 
         Args:
           estimator: ``est(key, theta, *args)``, e.g. ``ij.imle(ij.top_k(10), noise=ij.sog(10))``.
-          map_fn: the MAP oracle of the deterministic mode; defaults to the oracle the estimator
-            was built on (its ``__wrapped__`` attribute, set by :func:`imlejax.imle`).
+          map_fn: the MAP oracle of the deterministic mode; defaults to the estimator's
+            ``.map_fn`` (the oracle it was built on).
           state: the initial :class:`imlejax.AIMLEState` for an adaptive estimator, else ``None``.
           deterministic: start in evaluation mode.
           rng_collection: name of the RNG stream the keys come from.
@@ -119,6 +123,12 @@ class DiscreteLayer(nnx.Module):
             raise TypeError(f"rngs must be nnx.Rngs, nnx.RngStream or None; got {type(rngs)}.")
         if state is not None and not isinstance(state, AIMLEState):
             raise TypeError(f"state must be an imlejax.AIMLEState (target.init()); got {state!r}.")
+        if state is not None:
+            adaptive_target(estimator)
+        elif getattr(estimator, "stateful", False):
+            raise ValueError(
+                f"{estimator!r} has an adaptive target: pass state=target.init() to the layer."
+            )
         # A copy, so that donating the module's buffers never deletes the caller's state.
         state = None if state is None else jax.tree.map(jnp.array, state)
         self.aimle = AIMLEVariable(state) if state is not None else nnx.data(None)
@@ -169,16 +179,39 @@ class DiscreteLayer(nnx.Module):
             self.deterministic = deterministic
 
 
-def apply_aimle_update(model: nnx.Module, grads: nnx.State) -> nnx.State:
-    """Writes the AIMLE states found in ``grads`` into ``model``; returns the remaining gradients.
-
-    ``grads`` comes from :func:`flax.nnx.grad` (or ``nnx.value_and_grad``) taken with respect to a
-    filter that includes :class:`AIMLEVariable` (such as :data:`aimle_filter`); the entries of the
-    AIMLE variables there are the updated states (see :class:`imlejax.AdaptiveTarget`). Works
-    inside ``nnx.jit``.
+def split_aimle(grads: nnx.State) -> tuple[nnx.State, nnx.State]:
+    """Splits a gradient state into the parameter gradients and the AIMLE statistics.
 
     Args:
-      model: the module holding the :class:`AIMLEVariable` s.
+      grads: the result of :func:`flax.nnx.grad` taken with a filter that includes
+        :class:`AIMLEVariable` (such as :data:`aimle_filter`).
+
+    Returns:
+      ``(param_grads, aimle_stats)``: give the first to the optimiser, the second to
+      :func:`apply_aimle_update` (or to each target's ``update``).
+    """
+    aimle, rest = nnx.split_state(grads, AIMLEVariable, ...)
+    return rest, aimle
+
+
+def _modules(model: nnx.Module) -> dict[tuple, Any]:
+    iterate = getattr(nnx, "iter_modules", None)
+    pairs = iterate(model) if iterate is not None else model.iter_modules()
+    return {tuple(path): module for path, module in pairs}
+
+
+def apply_aimle_update(model: nnx.Module, grads: nnx.State) -> nnx.State:
+    """Applies each layer's AIMLE rule with the statistics in ``grads``; returns the rest.
+
+    ``grads`` comes from :func:`flax.nnx.grad` (or ``nnx.value_and_grad``) taken with respect to a
+    filter that includes :class:`AIMLEVariable` (such as :data:`aimle_filter`). Its AIMLE entries
+    are the summed statistics of the backward passes (see :class:`imlejax.AdaptiveTarget`); for
+    each :class:`DiscreteLayer` the new state is ``layer.estimator.target.update(state, stats)``,
+    written into ``model``. Works inside ``nnx.jit``. Statistics gathered over devices must be
+    summed (``psum``) before this call.
+
+    Args:
+      model: the module holding the :class:`DiscreteLayer` s.
       grads: the gradient state.
 
     Returns:
@@ -207,6 +240,17 @@ def apply_aimle_update(model: nnx.Module, grads: nnx.State) -> nnx.State:
       >>> round(float(model.layer.aimle.get_value().beta), 3)
       1.1
     """
-    aimle_grads, rest = nnx.split_state(grads, AIMLEVariable, ...)
-    nnx.update(model, aimle_grads)
+    rest, aimle = split_aimle(grads)
+    modules = _modules(model)
+    for path, variable in nnx.to_flat_state(aimle):
+        path = tuple(path)
+        layer = modules.get(path[:-1])
+        if not isinstance(layer, DiscreteLayer) or path[-1] != "aimle":
+            raise TypeError(
+                f"apply_aimle_update: the AIMLEVariable at {path} is not the state of a "
+                "DiscreteLayer; update it with its target's update(state, stats)."
+            )
+        stats = variable.get_value() if hasattr(variable, "get_value") else variable
+        target = adaptive_target(layer.estimator)
+        layer.aimle.set_value(target.update(layer.aimle.get_value(), stats))
     return rest
