@@ -81,17 +81,15 @@ class OracleSelector:
 
 @dataclasses.dataclass(frozen=True)
 class RelaxedSelector:
-    """A relaxation (or SIMPLE) on the scores with padding at ``NEG``; ``valid`` goes nowhere."""
+    """A relaxation (or SIMPLE) on the scores with padding at ``NEG``; ``valid`` goes nowhere.
+
+    The estimator acts on every row (review) of ``theta`` ``(batch, L)`` as an independent group.
+    """
 
     estimator: Callable[..., jax.Array]
-    rowwise: bool = False
 
     def __call__(self, key, theta, valid):
-        theta = jnp.where(valid, theta, jnp.asarray(NEG, theta.dtype))
-        if not self.rowwise:
-            return self.estimator(key, theta)
-        keys = jax.random.split(key, theta.shape[0])
-        return jax.vmap(self.estimator)(keys, theta)
+        return self.estimator(key, jnp.where(valid, theta, jnp.asarray(NEG, theta.dtype)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,15 +132,15 @@ def _ste(k: int) -> Built:
 
 
 def _l2x(k: int) -> Built:
-    return Built(RelaxedSelector(ij.l2x(k, tau=0.1)), MaskedTopK(k))
+    return Built(RelaxedSelector(ij.l2x(k, temperature=0.1)), MaskedTopK(k))
 
 
 def _softsub(k: int) -> Built:
-    return Built(RelaxedSelector(ij.softsub(k, tau=0.5)), MaskedTopK(k))
+    return Built(RelaxedSelector(ij.softsub(k, temperature=0.5)), MaskedTopK(k))
 
 
 def _simple(k: int) -> Built:
-    return Built(RelaxedSelector(ij.simple(k, tau=1.0), rowwise=True), MaskedTopK(k))
+    return Built(RelaxedSelector(ij.simple(k, tau=1.0)), MaskedTopK(k))
 
 
 METHODS: dict[str, Method] = {
