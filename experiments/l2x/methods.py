@@ -75,6 +75,12 @@ class OracleSelector:
 
     estimator: Callable[..., jax.Array]
 
+    def __getattr__(self, name: str):
+        # The wrapped estimator's attributes (target, stateful, noise, ...) for the Flax layer.
+        if name == "estimator":
+            raise AttributeError(name)
+        return getattr(self.estimator, name)
+
     def __call__(self, key, theta, valid, **kwargs):
         return self.estimator(key, jnp.where(valid, theta, 0.0), valid, **kwargs)
 
