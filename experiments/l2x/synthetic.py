@@ -60,7 +60,7 @@ K = {"XOR": 2, "orange_skin": 4, "nonlinear_additive": 4, "switch": 5}
 D = 10
 PRESETS = {
     "paper": dict(n_train=1_000_000, epochs=1, n_eval=100_000),
-    "standin": dict(n_train=100_000, epochs=2, n_eval=10_000),
+    "standin": dict(n_train=50_000, epochs=2, n_eval=5_000),
     "smoke": dict(n_train=2_000, epochs=1, n_eval=500),
 }
 
