@@ -345,6 +345,23 @@ def test_smoke_cli(tmp_path):
     assert result["generated_standin"] and result["epochs_completed"] == 2
     assert math.isfinite(result["best"]["test_mse"])
     assert (tmp_path / "taste" / "softsub_k10" / "seed0" / "metrics.csv").is_file()
+    from experiments.l2x import report
+
+    (row,) = report.main(["--runs", str(tmp_path), "--docs", str(tmp_path / "docs")])
+    assert row["data"] == "generated stand-in" and row["seeds"] == [0]
+    for name in ("results/l2x_summary.json", "results/l2x_runs.csv", "figures/l2x_curves.png"):
+        assert (tmp_path / "docs" / name).is_file()
+    page = (tmp_path / "docs" / "figures" / "l2x_rationales.html").read_text()
+    assert "generated stand-in" in page and "background" in page
+
+
+def test_window_of_reviews():
+    x = np.zeros((3, 10), np.int32)
+    x[0, 7:] = 5  # 3 tokens
+    x[1, 4:] = 6  # 6 tokens; row 2 is empty
+    assert window(x) == 8 and window(x, x[:1]) == 8 and window(x[2:]) == 2
+    full = np.ones((1, 10), np.int32)
+    assert window(full) == 10
 
 
 # ------------------------------------------------------------------------------------------------

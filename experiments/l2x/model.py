@@ -48,12 +48,14 @@ class Frozen(nnx.Variable):
 def window(*xs: np.ndarray, margin: int = WINDOW_MARGIN) -> int:
     """The shortest window ``W`` with at least ``margin`` padding positions before every review.
 
-    ``W = min(L, longest review + margin)`` over all arrays ``xs`` of padded ids ``(N, L)``.
+    ``W = min(L, longest review + margin)`` over all arrays ``xs`` of front-padded ids ``(N, L)``.
     """
     length = xs[0].shape[1]
-    longest = max(
-        int(np.max(length - np.argmax(x != PAD, axis=1) * np.any(x != PAD, 1))) for x in xs
-    )
+    longest = 0
+    for x in xs:
+        real = x != PAD
+        lengths = np.where(real.any(axis=1), length - np.argmax(real, axis=1), 0)
+        longest = max(longest, int(lengths.max(initial=0)))
     return min(length, longest + margin)
 
 

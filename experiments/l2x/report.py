@@ -326,7 +326,7 @@ def main(argv=None) -> list[dict]:
         nargs=3,
         default=None,
         metavar=("ASPECT", "METHOD", "SEED"),
-        help="the run whose rationales are drawn (default: the first I-MLE run)",
+        help="the run whose rationales are drawn (default: the first I-MLE run, else any)",
     )
     a = p.parse_args(argv)
     root, docs = Path(a.runs), Path(a.docs)
@@ -341,6 +341,7 @@ def main(argv=None) -> list[dict]:
         run = root / aspect / f"{method}_k10" / f"seed{seed}"
     else:
         candidates = sorted(root.glob("*/imle_t30_k10/seed*/best_selection.npz"))
+        candidates = candidates or sorted(root.glob("*/*/seed*/best_selection.npz"))
         run = candidates[0].parent if candidates else None
     if run is not None:
         write_rationales(
