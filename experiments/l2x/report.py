@@ -206,7 +206,7 @@ def plot_curves(runs: list[dict], path: Path, k: int = 10) -> None:
             ax.grid(alpha=0.3)
     axes[0, -1].legend(fontsize=7)
     title = "Learning to explain: mean over seeds"
-    fig.suptitle(title + (f" ({STANDIN} data)" if standin else ""))
+    fig.suptitle(title + (f"\n({STANDIN} data)" if standin else ""), fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -277,7 +277,7 @@ def write_rationales(run_dir: Path, html_path: Path, png_path: Path, n: int = 4)
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    width, char = 110, 1.0 / 110
+    width, char = 165, 1.0 / 172  # characters per line; a monospace character's share of 12 in
     lines: list[list[tuple[str, str | None]]] = []
     for it in items:
         lines.append([(f"score {it['y']:.1f}, predicted {it['pred']:.2f}:", "header")])
@@ -302,7 +302,7 @@ def write_rationales(run_dir: Path, html_path: Path, png_path: Path, n: int = 4)
                 continue
             box = dict(facecolor=_COLORS[k], edgecolor="none", pad=1.0) if k else None
             fig.text(x, y, t, bbox=box, **kw)
-            x += (len(t) + 1) * char * 0.96
+            x += (len(t) + 1) * char
     legend_y = 1 - 1.4 / (len(lines) + 3)
     for i, (name, k) in enumerate(
         [("selected and gold", "both"), ("gold only", "gold"), ("selected only", "selected")]
