@@ -2,5 +2,5 @@
 
 ``data`` loads the original files, ``generate`` writes generated stand-in maps in the same
 layout, ``model`` holds the networks, ``configs`` one configuration per gradient estimator,
-``train`` the training loop, ``profile`` the speed measurements and ``report`` the figures.
+``metrics`` the loss and the path metrics, ``train`` the training loop, ``profile`` the speed measurements and ``report`` the figures.
 """
