@@ -322,6 +322,7 @@ def test_methods_select_real_tokens_and_train_the_explainer(corpus, method):
 # ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_resume_is_exact(corpus, tmp_path):
     data = load_beer(corpus, 1, seed=0)
     cfg = TrainConfig(

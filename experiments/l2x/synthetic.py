@@ -1,6 +1,6 @@
 r"""The L2X synthetic benchmarks (Chen, Song, Wainwright & Jordan, ICML 2018).
 
-    python -m experiments.l2x.synthetic                      # standin preset, all data sets
+    python -m experiments.l2x.synthetic                      # preset short, all data sets
     python -m experiments.l2x.synthetic --preset paper       # 10^6 training points, as Chen et al.
     python -m experiments.l2x.synthetic --smoke
 
@@ -61,7 +61,7 @@ K = {"XOR": 2, "orange_skin": 4, "nonlinear_additive": 4, "switch": 5}
 D = 10
 PRESETS = {
     "paper": dict(n_train=1_000_000, epochs=1, n_eval=100_000),
-    "standin": dict(n_train=50_000, epochs=2, n_eval=5_000),
+    "short": dict(n_train=50_000, epochs=2, n_eval=5_000),
     "smoke": dict(n_train=2_000, epochs=1, n_eval=500),
 }
 
@@ -106,7 +106,7 @@ def generate(datatype: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray, 
 
 
 # Keras' BatchNormalization uses momentum 0.99, whose running statistics need ~1000 steps (the
-# 10^6 / 1000 of Chen et al.); the shorter standin runs use 0.9 so that evaluation mode is sound.
+# 10^6 / 1000 of Chen et al.); the runs of preset short use 0.9 so that evaluation mode is sound.
 BN_MOMENTUM = 0.9
 _INIT = dict(kernel_init=nnx.initializers.glorot_uniform(), bias_init=nnx.initializers.zeros)
 
@@ -315,7 +315,7 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--datatypes", nargs="+", choices=DATASETS, default=list(DATASETS))
     ap.add_argument("--methods", nargs="+", choices=sorted(METHODS), default=list(METHODS))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--preset", choices=sorted(PRESETS), default="standin")
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="short")
     ap.add_argument("--out", default=None, help="results folder (default docs/results)")
     ap.add_argument("--figure", default=None, help="figure path (default docs/figures/...)")
     ap.add_argument("--smoke", action="store_true", help="preset smoke, one seed, no files")
