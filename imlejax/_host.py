@@ -11,11 +11,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from imlejax._validation import name_of
+
 __all__ = ["host_oracle", "bipartite_matching"]
-
-
-def _fn_name(fn: Any) -> str:
-    return getattr(fn, "__name__", repr(fn))
 
 
 @dataclasses.dataclass(frozen=True, eq=True)
@@ -34,7 +32,7 @@ class _HostOracle:
         if self.name is not None:
             return self.name
         extra = ", batched=True" if self.batched else ""
-        return f"host_oracle({_fn_name(self.fn)}{extra})"
+        return f"host_oracle({name_of(self.fn)}{extra})"
 
     def __call__(self, theta: Any, *args: Any) -> jax.Array:
         theta = jnp.asarray(theta)
