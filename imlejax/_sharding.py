@@ -37,6 +37,7 @@ The wrapped oracle is treated as piecewise constant: its inputs pass through
 from __future__ import annotations
 
 import functools
+import importlib
 import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -45,15 +46,34 @@ import jax
 import jax.extend
 import jax.numpy as jnp
 import numpy as np
-from jax.experimental.custom_partitioning import (
-    ArrayMapping,
-    SdyShardingRule,
-    custom_partitioning,
-)
 from jax.interpreters import mlir
 from jax.sharding import NamedSharding, PartitionSpec
 
 __all__ = ["batch_parallel"]
+
+
+def _import(name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ImportError:  # pragma: no cover - older jax
+        return None
+
+
+_cp = _import("jax.experimental.custom_partitioning")
+
+# What the wrapper needs from jax (jax >= 0.6.1 has all of it); without it, batched oracle calls
+# are left to XLA as they are.
+SUPPORTED = (
+    _cp is not None
+    and hasattr(_cp, "SdyShardingRule")
+    and hasattr(jax, "shard_map")
+    and hasattr(jax, "typeof")
+    and hasattr(jax.sharding, "get_abstract_mesh")
+    and hasattr(jax.sharding, "reshard")
+    and hasattr(jax.sharding, "AxisType")
+    and hasattr(jax.extend.core, "jaxprs_in_params")
+    and hasattr(jax.extend.core, "Primitive")
+)
 
 
 def batch_parallel(fn: Callable[..., jax.Array]) -> Callable[..., jax.Array]:
@@ -63,6 +83,9 @@ def batch_parallel(fn: Callable[..., jax.Array]) -> Callable[..., jax.Array]:
     vmapped ``fn`` and, under sharded ``jit``, is computed by each device on its own shard of the
     batch (see the module docstring). Its output has a zero tangent.
     """
+
+    if not SUPPORTED:
+        return fn
 
     @functools.wraps(fn)
     def wrapped(x: Any, *args: Any) -> jax.Array:
@@ -219,7 +242,7 @@ def _custom_partitioned(body, args, out, lead: int, mapped) -> Callable[..., jax
             return _replicated(result_shape)
         return NamedSharding(mesh, _operand_spec(spec, mapped[0], out.ndim))
 
-    call = custom_partitioning(body)
+    call = _cp.custom_partitioning(body)
     call.def_partition(
         partition=partition,
         infer_sharding_from_operands=infer_sharding_from_operands,
@@ -229,7 +252,7 @@ def _custom_partitioned(body, args, out, lead: int, mapped) -> Callable[..., jax
     return call
 
 
-def _sharding_rule(args, out, lead: int, mapped) -> SdyShardingRule:
+def _sharding_rule(args, out, lead: int, mapped) -> Any:
     """Batch axes are pass-through factors shared by all arrays; the other axes need replication."""
     names = (f"f{i}" for i in itertools.count())
     batch = [next(names) for _ in range(lead)]
@@ -239,11 +262,11 @@ def _sharding_rule(args, out, lead: int, mapped) -> SdyShardingRule:
         dims = [b if mi else next(names) for b, mi in zip(batch[: len(m)], m, strict=True)]
         dims += [next(names) for _ in range(ndim - len(m))]
         replicated.extend(d for d in dims if d not in batch)
-        return ArrayMapping(*dims)
+        return _cp.ArrayMapping(*dims)
 
     operands = tuple(mapping(a.ndim, m) for a, m in zip(args, mapped, strict=True))
     result = mapping(out.ndim, (True,) * lead)
-    return SdyShardingRule(operands, (result,), need_replication_factors=tuple(replicated))
+    return _cp.SdyShardingRule(operands, (result,), need_replication_factors=tuple(replicated))
 
 
 def _lead_spec(sharding: Any, lead: int) -> list | None:
@@ -277,11 +300,6 @@ def _has_host_callback(jaxpr) -> bool:
     return False
 
 
-_batch_p = jax.extend.core.Primitive("imlejax_batch_parallel")
-_batch_p.def_impl(lambda *operands, body, **params: body(*operands))
-
-
-@_batch_p.def_abstract_eval
 def _batch_abstract_eval(*avals, body, mapped, out_shape, out_dtype, host):
     return jax.core.ShapedArray(out_shape, out_dtype)
 
@@ -321,13 +339,17 @@ def _batch_lowering(ctx, *operands, body, mapped, out_shape, out_dtype, host):
     return mlir.lower_fun(local, multiple_results=False)(ctx, *operands)
 
 
-mlir.register_lowering(_batch_p, _batch_lowering)
-try:  # the lowering reads the device assignment, as the lowering of custom_partitioning does
-    from jax._src import dispatch as _dispatch
+if SUPPORTED:
+    _batch_p = jax.extend.core.Primitive("imlejax_batch_parallel")
+    _batch_p.def_impl(lambda *operands, body, **params: body(*operands))
+    _batch_p.def_abstract_eval(_batch_abstract_eval)
+    mlir.register_lowering(_batch_p, _batch_lowering)
+    try:  # the lowering reads the device assignment, as the lowering of custom_partitioning does
+        from jax._src import dispatch as _dispatch
 
-    _dispatch.prim_requires_devices_during_lowering.add(_batch_p)
-except (ImportError, AttributeError):  # pragma: no cover - a later jax: solved as one call
-    pass
+        _dispatch.prim_requires_devices_during_lowering.add(_batch_p)
+    except (ImportError, AttributeError):  # pragma: no cover - then solved as one call
+        pass
 
 
 def _name(fn: Any) -> str:
