@@ -71,6 +71,7 @@ SUPPORTED = (
     and hasattr(jax.sharding, "get_abstract_mesh")
     and hasattr(jax.sharding, "reshard")
     and hasattr(jax.sharding, "AxisType")
+    and hasattr(jax.sharding, "use_abstract_mesh")
     and hasattr(jax.extend.core, "jaxprs_in_params")
     and hasattr(jax.extend.core, "Primitive")
 )
@@ -151,8 +152,11 @@ def _partitioned_call(fn, lead: int, treedef, x, leaves):
         return _broadcast_body(instance_fn, lead, mapped)(*args)
     # The oracle traced on one instance: its shapes do not depend on how the batch is split.
     # Arrays it closes over become operands, the same on every device (``mapped == ()``).
+    # It is traced outside any context mesh (jax.set_mesh), which would otherwise be recorded in
+    # its avals and nested jits and clash with the manual context the body runs in on a device.
     instance = [jax.ShapeDtypeStruct(a.shape[lead:], a.dtype) for a in args]
-    closed, out = jax.make_jaxpr(instance_fn, return_shape=True)(*instance)
+    with jax.sharding.use_abstract_mesh(jax.sharding.AbstractMesh((), ())):
+        closed, out = jax.make_jaxpr(instance_fn, return_shape=True)(*instance)
     if not isinstance(out, jax.ShapeDtypeStruct):
         raise TypeError(f"{_name(fn)} must return a single array; got {jax.tree.structure(out)}.")
     if closed.effects:  # effectful callbacks (io_callback, debug prints) keep their order

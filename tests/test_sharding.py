@@ -8,6 +8,9 @@ per-instance keys, under sharded ``jit``, ``shard_map`` and ``pmap``, with autom
 mesh axes.
 """
 
+import contextlib
+import pathlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -224,3 +227,30 @@ def test_batch_parallel_is_the_function_on_one_instance_and_has_zero_tangent():
     np.testing.assert_array_equal(wrapped(theta), ij.top_k(2)(theta))
     tangent = jax.jvp(jax.vmap(wrapped), (theta[None],), (jnp.ones((1, 4)),))[1]
     np.testing.assert_array_equal(tangent, jnp.zeros((1, 4)))
+
+
+# ---------------------------------------------------------------------------------------------
+# The complete example of docs/scaling.md.
+
+
+def _doc_example() -> str:
+    text = (pathlib.Path(__file__).parents[1] / "docs" / "scaling.md").read_text()
+    marker = "<!-- example: sharded training step"
+    block = text[text.index(marker) :]
+    start = block.index("```python\n") + len("```python\n")
+    return block[start : block.index("\n```", start)]
+
+
+def test_docs_sharded_training_step_is_data_parallel():
+    namespace: dict = {}
+    exec(compile(_doc_example(), "docs/scaling.md", "exec"), namespace)
+    step, mesh = namespace["step"], namespace["mesh"]
+    args = (namespace[n] for n in ("w", "opt_state", "x", "y"))
+    args = (*args, jax.random.key(0))
+    per_device = namespace["batch"] // jax.device_count() * 4  # examples x samples
+    for context in (contextlib.nullcontext(), jax.set_mesh(mesh)):
+        with context:
+            text = step.lower(*args).compile().as_text()
+        assert [hlo.rows(c["operand"]) for c in hlo.oracle_calls(text)] == [per_device] * 2
+        assert hlo.collectives(text) == {**hlo.collectives(""), "all-reduce": 1}
+    assert np.isfinite(float(namespace["loss"]))
