@@ -61,8 +61,8 @@ def _import(name: str) -> Any:
 
 _cp = _import("jax.experimental.custom_partitioning")
 
-# What the wrapper needs from jax (jax >= 0.6.1 has all of it); without it, batched oracle calls
-# are left to XLA as they are.
+# What the wrapper needs from jax (jax 0.10 has all of it); without it, batched oracle calls are
+# left to XLA as they are.
 SUPPORTED = (
     _cp is not None
     and hasattr(_cp, "SdyShardingRule")

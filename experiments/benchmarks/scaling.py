@@ -2,18 +2,23 @@
 
 Problem (as in ``imle_bench``): top-k oracle, a batch of ``B`` instances via ``jax.vmap`` with
 one key per instance, ``m`` items, ``k`` selected, ``S`` samples, ``SoG(k)`` noise, ``pid(10.0)``
-target, loss ``sum(z * w)``. For every device count ``n`` a fresh process with ``n`` host CPU
-devices (``--xla_force_host_platform_device_count=n``) shards the keys, ``theta`` and ``w`` over
-a one-axis mesh (``NamedSharding(mesh, P("batch"))``), compiles ``jax.jit(jax.grad(loss))`` and
-reads from the optimised per-device HLO the operand shapes of XLA's ``TopK`` calls (the oracle
-work per device) and the collectives; it checks that the sharded gradient equals the gradient on
-one device bit for bit, and times the gradient (median over ``--repeats`` runs).
+target, loss ``sum(z * w)``. One process with ``max(--devices)`` host CPU devices
+(``--xla_force_host_platform_device_count``) compiles ``jax.jit(jax.grad(loss))`` for a one-axis
+mesh over the first ``n`` devices for every ``n`` in ``--devices``, with the keys, ``theta`` and
+``w`` sharded over it (``NamedSharding(mesh, P("batch"))``). From each optimised per-device HLO
+it reads the operand shapes of XLA's ``TopK`` calls (the oracle work per device) and the
+collectives; it checks that every sharded gradient equals the one-device gradient bit for bit;
+and it times the gradients interleaved, one call of each device count per round, so that load
+changes on the machine affect all of them alike. The speed-up is taken within each round and
+reported as the median and quartiles over the rounds.
 
     python -m experiments.benchmarks.scaling --devices 1,2,4 [--json docs/results/...json]
     nox -s scaling -- --devices 1,2,4
 
-Host devices share the machine's cores, so the throughput gain is bounded by the core count; the
-oracle rows per device show the division of the work itself.
+Host devices share the machine's cores, and XLA's CPU backend runs one device's operations on a
+thread pool over all cores, so the throughput gain is bounded by the core count (and, with the
+default thread pool, one device already uses every core); ``--one-thread-per-device`` runs each
+device's operations on one thread. The oracle rows per device show the division of the work.
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ import sys
 import time
 
 _DEVICE_FLAG = "--xla_force_host_platform_device_count"
+# One thread per device: XLA's CPU backend otherwise runs a device's operations on a pool over
+# all cores, so one device can already use every core.
+_ONE_THREAD = ("--xla_cpu_multi_thread_eigen=false", "intra_op_parallelism_threads=1")
 
 
 def worker(args) -> dict:
@@ -38,7 +46,7 @@ def worker(args) -> dict:
     import imlejax as ij
     from experiments.benchmarks import hlo
 
-    n = jax.device_count()
+    counts = [int(c) for c in args.devices.split(",")]
     k = args.k if args.oracle == "top_k" else 1
     oracle = ij.top_k(k) if args.oracle == "top_k" else ij.argmax()
     sampler = ij.imle(oracle, noise=ij.sog(k), target=ij.pid(10.0), samples=args.samples)
@@ -49,64 +57,78 @@ def worker(args) -> dict:
     theta = jax.random.normal(jax.random.key(0), (args.batch, args.m))
     w = jax.random.normal(jax.random.key(1), (args.batch, args.samples, args.m))
     keys = jax.random.split(jax.random.key(2), args.batch)
-    mesh = jax.make_mesh((n,), ("batch",), axis_types=(AxisType.Auto,))
-    sharded = [jax.device_put(x, NamedSharding(mesh, P("batch"))) for x in (keys, theta, w)]
-    start = time.perf_counter()
-    compiled = jax.jit(grad).lower(*sharded).compile()
-    compile_s = time.perf_counter() - start
-    text = compiled.as_text()
-    out = jax.block_until_ready(compiled(*sharded))
-    reference = jax.jit(grad)(keys, theta, w)  # on one device
-    times = []
-    for _ in range(args.repeats):
+    reference = np.asarray(jax.jit(grad)(keys, theta, w))  # on one device
+    rows, programs = [], {}
+    for n in counts:
+        devices = jax.devices()[:n]
+        mesh = jax.make_mesh((n,), ("batch",), axis_types=(AxisType.Auto,), devices=devices)
+        sharded = [jax.device_put(x, NamedSharding(mesh, P("batch"))) for x in (keys, theta, w)]
         start = time.perf_counter()
-        jax.block_until_ready(compiled(*sharded))
-        times.append(time.perf_counter() - start)
-    calls = hlo.oracle_calls(text)
-    seconds = float(np.median(times))
-    return {
-        "devices": n,
-        "oracle_calls": calls,
-        "oracle_rows_per_device": [hlo.rows(c["operand"]) for c in calls],
-        "collectives": hlo.collectives(text),
-        "bit_identical_to_one_device": bool(np.array_equal(np.asarray(out), np.asarray(reference))),
-        "output_devices": len(out.sharding.device_set),
-        "compile_seconds": compile_s,
-        "gradient_ms": 1e3 * seconds,
-        "gradient_ms_quartiles": [1e3 * float(q) for q in np.percentile(times, [25, 75])],
-        "instances_per_second": args.batch / seconds,
-    }
+        compiled = jax.jit(grad).lower(*sharded).compile()
+        compile_s = time.perf_counter() - start
+        text = compiled.as_text()
+        out = jax.block_until_ready(compiled(*sharded))
+        calls = hlo.oracle_calls(text)
+        programs[n] = (compiled, sharded)
+        rows.append(
+            {
+                "devices": n,
+                "oracle_calls": calls,
+                "oracle_rows_per_device": [hlo.rows(c["operand"]) for c in calls],
+                "collectives": hlo.collectives(text),
+                "bit_identical_to_one_device": bool(np.array_equal(np.asarray(out), reference)),
+                "output_devices": len(out.sharding.device_set),
+                "compile_seconds": compile_s,
+            }
+        )
+    times = {n: [] for n in counts}
+    for _ in range(args.repeats):
+        for n in counts:
+            compiled, sharded = programs[n]
+            start = time.perf_counter()
+            jax.block_until_ready(compiled(*sharded))
+            times[n].append(time.perf_counter() - start)
+    base = np.asarray(times[counts[0]])
+    for row in rows:
+        t = np.asarray(times[row["devices"]])
+        speedup = base / t  # within each round
+        row["gradient_ms"] = 1e3 * float(np.median(t))
+        row["gradient_ms_quartiles"] = [1e3 * float(q) for q in np.percentile(t, [25, 75])]
+        row["instances_per_second"] = args.batch / float(np.median(t))
+        row["speedup"] = float(np.median(speedup))
+        row["speedup_quartiles"] = [float(q) for q in np.percentile(speedup, [25, 75])]
+    return {"rows": rows, "jax": jax.__version__, "platform": jax.devices()[0].platform}
 
 
-def run_worker(n: int, argv: list[str], timeout: float) -> dict:
+def run_worker(argv: list[str], devices: int, timeout: float, one_thread: bool) -> dict:
     env = dict(os.environ)
     flags = [f for f in env.get("XLA_FLAGS", "").split() if not f.startswith(_DEVICE_FLAG)]
-    env["XLA_FLAGS"] = " ".join([*flags, f"{_DEVICE_FLAG}={n}"])
+    flags += list(_ONE_THREAD) if one_thread else []
+    env["XLA_FLAGS"] = " ".join([*flags, f"{_DEVICE_FLAG}={devices}"])
     env["JAX_PLATFORMS"] = "cpu"
     cmd = [sys.executable, "-m", "experiments.benchmarks.scaling", "--worker", *argv]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
-        raise RuntimeError(f"the {n}-device worker failed:\n{proc.stderr[-4000:]}")
+        raise RuntimeError(f"the benchmark worker failed:\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def table(rows: list[dict], header: str) -> str:
-    base = rows[0]
     lines = [
         header,
         "",
         "| devices | TopK operand per device | oracle rows per device | rows x devices | "
-        "all-gathers | gradient (ms) | instances/s | speed-up | bit-identical |",
+        "all-gathers | gradient (ms) | instances/s | speed-up (quartiles) | bit-identical |",
         "|---:|---|---:|---:|---:|---:|---:|---:|:---:|",
     ]
     for r in rows:
         shapes = ", ".join(sorted({c["operand"] for c in r["oracle_calls"]}))
         per = max(r["oracle_rows_per_device"]) if r["oracle_rows_per_device"] else 0
-        speed = base["gradient_ms"] / r["gradient_ms"]
+        lo, hi = r["speedup_quartiles"]
         lines.append(
             f"| {r['devices']} | {shapes} | {per} | {per * r['devices']} | "
             f"{r['collectives']['all-gather']} | {r['gradient_ms']:.1f} | "
-            f"{r['instances_per_second']:.0f} | {speed:.2f} | "
+            f"{r['instances_per_second']:.0f} | {r['speedup']:.2f} ({lo:.2f}-{hi:.2f}) | "
             f"{'yes' if r['bit_identical_to_one_device'] else 'NO'} |"
         )
     return "\n".join(lines)
@@ -119,23 +141,29 @@ def main(argv=None):
     parser.add_argument("--m", type=int, default=400)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--samples", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=20, help="timed runs per process")
-    parser.add_argument("--rounds", type=int, default=1, help="processes per device count")
+    parser.add_argument("--repeats", type=int, default=30, help="timing rounds")
     parser.add_argument("--oracle", choices=["top_k", "argmax"], default="top_k")
-    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per device count")
+    parser.add_argument(
+        "--one-thread-per-device",
+        action="store_true",
+        help="run each device's operations on one thread (XLA CPU flags)",
+    )
+    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds for the worker")
     parser.add_argument("--json", default=None, help="also write the results here")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(args)))
         return None
-    import numpy as np
 
     counts = [int(c) for c in args.devices.split(",")]
-    bad = [c for c in counts if c < 1 or args.batch % c]
-    if bad:
-        raise SystemExit(f"--devices {bad}: every count must be >= 1 and divide --batch.")
+    if any(c < 1 or args.batch % c for c in counts) or counts[0] != min(counts):
+        raise SystemExit(
+            "--devices: counts >= 1 that divide --batch, the first the smallest "
+            "(the speed-up is relative to it)."
+        )
     passed = [
+        f"--devices={args.devices}",
         f"--batch={args.batch}",
         f"--m={args.m}",
         f"--k={args.k}",
@@ -143,30 +171,14 @@ def main(argv=None):
         f"--repeats={args.repeats}",
         f"--oracle={args.oracle}",
     ]
-    # Rounds visit the device counts in turn, so that load changes on the machine affect all of
-    # them alike; a row reports the median over the rounds of each round's median run time.
-    runs = {n: [] for n in counts}
-    for r in range(args.rounds):
-        for n in counts:
-            runs[n].append(run_worker(n, passed, args.timeout))
-            print(
-                f"round {r + 1}, {n} device(s): {runs[n][-1]['gradient_ms']:.1f} ms",
-                file=sys.stderr,
-            )
-    rows = []
-    for n in counts:
-        row = dict(runs[n][0])
-        row["gradient_ms_rounds"] = [x["gradient_ms"] for x in runs[n]]
-        row["gradient_ms"] = float(np.median(row["gradient_ms_rounds"]))
-        row["instances_per_second"] = 1e3 * args.batch / row["gradient_ms"]
-        row["bit_identical_to_one_device"] = all(x["bit_identical_to_one_device"] for x in runs[n])
-        rows.append(row)
+    result = run_worker(passed, max(counts), args.timeout, args.one_thread_per_device)
     header = (
         f"I-MLE gradient, {args.oracle}, batch {args.batch}, m={args.m}, k={args.k}, "
         f"S={args.samples}, SoG noise, host CPU devices on {os.cpu_count()} cores"
+        + (", one thread per device" if args.one_thread_per_device else "")
     )
-    print(table(rows, header))
-    result = {"config": {k: v for k, v in vars(args).items() if k != "worker"}, "rows": rows}
+    print(table(result["rows"], header))
+    result["config"] = {k: v for k, v in vars(args).items() if k != "worker"}
     result["cpu_count"] = os.cpu_count()
     if args.json:
         with open(args.json, "w") as fh:
