@@ -15,10 +15,8 @@ reported as the median and quartiles over the rounds.
     python -m experiments.benchmarks.scaling --devices 1,2,4 [--json docs/results/...json]
     nox -s scaling -- --devices 1,2,4
 
-Host devices share the machine's cores, and XLA's CPU backend runs one device's operations on a
-thread pool over all cores, so the throughput gain is bounded by the core count (and, with the
-default thread pool, one device already uses every core); ``--one-thread-per-device`` runs each
-device's operations on one thread. The oracle rows per device show the division of the work.
+Host devices share the machine's cores, so the throughput gain is bounded by the number of cores
+free for the run; the oracle rows per device show the division of the work itself.
 """
 
 from __future__ import annotations
@@ -31,9 +29,6 @@ import sys
 import time
 
 _DEVICE_FLAG = "--xla_force_host_platform_device_count"
-# One thread per device: XLA's CPU backend otherwise runs a device's operations on a pool over
-# all cores, so one device can already use every core.
-_ONE_THREAD = ("--xla_cpu_multi_thread_eigen=false", "intra_op_parallelism_threads=1")
 
 
 def worker(args) -> dict:
@@ -100,10 +95,9 @@ def worker(args) -> dict:
     return {"rows": rows, "jax": jax.__version__, "platform": jax.devices()[0].platform}
 
 
-def run_worker(argv: list[str], devices: int, timeout: float, one_thread: bool) -> dict:
+def run_worker(argv: list[str], devices: int, timeout: float) -> dict:
     env = dict(os.environ)
     flags = [f for f in env.get("XLA_FLAGS", "").split() if not f.startswith(_DEVICE_FLAG)]
-    flags += list(_ONE_THREAD) if one_thread else []
     env["XLA_FLAGS"] = " ".join([*flags, f"{_DEVICE_FLAG}={devices}"])
     env["JAX_PLATFORMS"] = "cpu"
     cmd = [sys.executable, "-m", "experiments.benchmarks.scaling", "--worker", *argv]
@@ -143,11 +137,6 @@ def main(argv=None):
     parser.add_argument("--samples", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=30, help="timing rounds")
     parser.add_argument("--oracle", choices=["top_k", "argmax"], default="top_k")
-    parser.add_argument(
-        "--one-thread-per-device",
-        action="store_true",
-        help="run each device's operations on one thread (XLA CPU flags)",
-    )
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds for the worker")
     parser.add_argument("--json", default=None, help="also write the results here")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -171,11 +160,10 @@ def main(argv=None):
         f"--repeats={args.repeats}",
         f"--oracle={args.oracle}",
     ]
-    result = run_worker(passed, max(counts), args.timeout, args.one_thread_per_device)
+    result = run_worker(passed, max(counts), args.timeout)
     header = (
         f"I-MLE gradient, {args.oracle}, batch {args.batch}, m={args.m}, k={args.k}, "
         f"S={args.samples}, SoG noise, host CPU devices on {os.cpu_count()} cores"
-        + (", one thread per device" if args.one_thread_per_device else "")
     )
     print(table(result["rows"], header))
     result["config"] = {k: v for k, v in vars(args).items() if k != "worker"}

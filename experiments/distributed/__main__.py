@@ -16,7 +16,8 @@ per-device partial sums). Writes ``distributed.json`` to ``--out`` (default
 A worker alone (what runs on each host of a cluster; see ``docs/scaling.md``):
 
     python -m experiments.distributed --worker --coordinator HOST:PORT \\
-        --num-processes N --process-id I [--local-devices D]
+        --num-processes N --process-id I [--record outputs/distributed/pI.json]
+    srun python -m experiments.distributed --worker --cluster      # SLURM detects the rest
 """
 
 from __future__ import annotations
@@ -156,16 +157,24 @@ def run_all(cfg: Config, out: pathlib.Path, processes: int, local_devices: int, 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="the tiny preset (a few steps)")
-    parser.add_argument("--processes", type=int, default=2)
-    parser.add_argument("--local-devices", type=int, default=1)
+    parser.add_argument("--processes", type=int, default=2, help="worker processes to start")
+    parser.add_argument(
+        "--local-devices", type=int, default=1, help="CPU devices in each worker process"
+    )
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per launch")
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("outputs/distributed"))
     parser.add_argument("--worker", action="store_true", help="run one worker process")
     parser.add_argument("--coordinator", default=None, help="HOST:PORT of process 0")
     parser.add_argument("--num-processes", type=int, default=None)
     parser.add_argument("--process-id", type=int, default=None)
-    parser.add_argument("--record", type=pathlib.Path, default=None)
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="call jax.distributed.initialize() even without --coordinator (it detects SLURM, "
+        "Open MPI and other cluster environments)",
+    )
+    parser.add_argument("--record", type=pathlib.Path, default=None, help="a worker's JSON record")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     defaults = Config()
     for field in dataclasses.fields(Config):
         kind = type(getattr(defaults, field.name))
@@ -184,7 +193,9 @@ def main(argv=None):
     if args.worker:
         import jax
 
-        if args.num_processes is not None and args.num_processes > 1 or args.coordinator:
+        if args.coordinator or args.cluster:
+            # Arguments left as None are detected from the cluster's environment (SLURM,
+            # Open MPI, ...) by jax.distributed.initialize.
             jax.distributed.initialize(
                 coordinator_address=args.coordinator,
                 num_processes=args.num_processes,
