@@ -56,9 +56,14 @@ def worker_env(local_devices: int | None) -> dict:
 
 
 def config_args(cfg: Config) -> list[str]:
-    return [
-        f"--{name.replace('_', '-')}={value}" for name, value in dataclasses.asdict(cfg).items()
-    ]
+    args = []
+    for name, value in dataclasses.asdict(cfg).items():
+        flag = name.replace("_", "-")
+        if isinstance(value, bool):
+            args.append(f"--{flag}" if value else f"--no-{flag}")
+        else:
+            args.append(f"--{flag}={value}")
+    return args
 
 
 def launch(
@@ -109,6 +114,9 @@ def compare(distributed: list[dict], same_devices: dict, one_device: dict) -> di
             np.array_equal(params[0], np.asarray(same_devices["params_hex"], np.uint32))
         ),
         "losses_equal_one_process_same_devices": distributed[0]["losses"] == same_devices["losses"],
+        "equals_one_device_bitwise": bool(
+            np.array_equal(params[0], np.asarray(one_device["params_hex"], np.uint32))
+        ),
         "max_abs_diff_to_one_device": float(np.max(np.abs(w - w1))),
         "max_rel_diff_to_one_device": float(np.max(np.abs(w - w1) / np.maximum(np.abs(w1), 1e-30))),
         "max_abs_loss_diff_to_one_device": float(
@@ -178,7 +186,11 @@ def main(argv=None):
     defaults = Config()
     for field in dataclasses.fields(Config):
         kind = type(getattr(defaults, field.name))
-        parser.add_argument(f"--{field.name.replace('_', '-')}", type=kind, default=None)
+        flag = f"--{field.name.replace('_', '-')}"
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+        else:
+            parser.add_argument(flag, type=kind, default=None)
     args = parser.parse_args(argv)
     base = PRESETS["smoke"] if args.smoke else defaults
     cfg = dataclasses.replace(

@@ -17,6 +17,9 @@ class Config:
     lam: float = 100.0
     lr: float = 0.05
     seed: int = 0
+    # Sum the gradient over the batch in one fixed order on every device (per-example gradients,
+    # gathered, then one reduction), so that any device count gives the one-device parameters.
+    ordered: bool = False
 
 
 PRESETS = {

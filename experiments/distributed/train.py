@@ -60,12 +60,29 @@ def make_step(cfg: Config, mesh: jax.sharding.Mesh):
         z = jax.vmap(sampler)(jax.random.wrap_key_data(keys), theta)  # (B, S, m)
         return jnp.mean(jnp.sum(jnp.abs(z - y[:, None, :]), axis=-1))
 
+    def example_loss(w, x, y, key):  # one example, without a reduction over the batch
+        theta = jnp.sum(x * w[None, :], axis=-1)  # (m,)
+        return jnp.mean(jnp.sum(jnp.abs(sampler(key, theta) - y[None, :]), axis=-1))
+
     replicated = NamedSharding(mesh, P())
     data = NamedSharding(mesh, P("batch"))
 
+    def value_and_grad(w, x, y, keys):
+        if not cfg.ordered:
+            # XLA sums the gradient over each device's examples and all-reduces the partial sums.
+            return jax.value_and_grad(loss_fn)(w, x, y, keys)
+        per_example = jax.vmap(jax.value_and_grad(example_loss), in_axes=(None, 0, 0, 0))
+        losses, grads = per_example(w, x, y, jax.random.wrap_key_data(keys))
+        # Gathered on every device and reduced there over the whole batch, in one order.
+        losses, grads = jax.lax.with_sharding_constraint((losses, grads), replicated)
+        # The barrier keeps XLA from fusing the reduction with what computes its operand, which
+        # would change the order of the additions on one device (where there is no gather).
+        losses, grads = jax.lax.optimization_barrier((losses, grads))
+        return jnp.mean(losses), jnp.mean(grads, axis=0)
+
     @jax.jit
     def step(w, opt_state, x, y, keys):
-        loss, grad = jax.value_and_grad(loss_fn)(w, x, y, keys)
+        loss, grad = value_and_grad(w, x, y, keys)
         updates, opt_state = optimizer.update(grad, opt_state, w)
         return optax.apply_updates(w, updates), opt_state, loss
 
