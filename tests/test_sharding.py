@@ -157,6 +157,21 @@ def test_oracle_closing_over_arrays_is_data_parallel():
     _check_per_device(grad, args, sharded, B // 4 * S, "TopK")
 
 
+def test_sharded_program_exports_without_custom_partitioning():
+    """``jax.export`` refuses custom partitioners; exported programs get the plain vmapped call."""
+    sampler = ij.imle(ij.top_k(K), noise=ij.gumbel(), samples=S)
+    mesh = Mesh(np.array(jax.devices()[:4]), ("batch",))
+    shard = NamedSharding(mesh, P("batch"))
+    fn = jax.jit(jax.vmap(sampler), in_shardings=(shard, shard))
+    keys = jax.random.split(jax.random.key(0), B)
+    theta = jax.random.normal(jax.random.key(1), (B, M))
+    exported = jax.export.export(fn)(keys, theta)
+    assert "CustomSPMDPartitioning" not in exported.mlir_module()
+    sharded = _sharded((keys, theta), mesh, P("batch"))
+    replayed = jax.jit(exported.call, in_shardings=(shard, shard))(*sharded)
+    np.testing.assert_array_equal(np.asarray(replayed), np.asarray(fn(keys, theta)))
+
+
 def _top10(theta):
     z = np.zeros_like(theta)
     z[np.argsort(-theta, kind="stable")[:10]] = 1
