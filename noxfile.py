@@ -1,4 +1,5 @@
-"""nox sessions (`nox -l` lists them): tests, oldest, slow, lint, doctest, bench, compare, pyepo, ..."""
+"""nox sessions (`nox -l` lists them): tests, distributed, oldest, slow, lint, doctest, bench, scaling,
+compare, pyepo, ..."""
 
 import nox
 
@@ -11,6 +12,9 @@ OLDEST_FLAX = ("flax==0.12.5", "optax==0.2.6", "jax==0.8.1", "jaxlib==0.8.1")
 # Tests of jax's own newer features, deselected on OLDEST_JAX: jax.shard_map (jax >= 0.6.1) and,
 # with check_vma, the psum that autodiff inserts for a replicated input (jax >= 0.9).
 NEWER_JAX_TESTS = ("tests/test_aimle.py::test_sharded_step_equals_one_device",)
+# Test modules of data parallelism under sharded jit, which needs jax.shard_map and jax.typeof
+# (on older jax the oracle calls are not partitioned; imlejax._sharding).
+SHARDING_TESTS = ("tests/test_sharding.py",)
 # Test modules that import flax or optax (the Flax layers and the experiments).
 FLAX_TESTS = (
     "tests/test_flax.py",
@@ -34,12 +38,19 @@ def tests(session):
     session.run(
         "pytest",
         "-m",
-        "not slow",
+        "not slow and not distributed",
         "-q",
         "--durations=15",
         *session.posargs,
         env={"PYTHONHASHSEED": "0"},
     )
+
+
+@nox.session
+def distributed(session):
+    """Multi-process training with jax.distributed: two processes on this machine (about 30 s)."""
+    _install(session, "test")
+    session.run("pytest", "-m", "distributed", "-q", "--durations=15", *session.posargs)
 
 
 @nox.session
@@ -50,9 +61,11 @@ def oldest(session):
     session.run(
         "python", "-c", "import jax, jaxlib; print('jax', jax.__version__, jaxlib.__version__)"
     )
-    ignore = [f"--ignore={path}" for path in FLAX_TESTS]
+    ignore = [f"--ignore={path}" for path in (*FLAX_TESTS, *SHARDING_TESTS)]
     deselect = [f"--deselect={test}" for test in NEWER_JAX_TESTS]
-    session.run("pytest", "-m", "not slow", "-q", *ignore, *deselect, *session.posargs)
+    session.run(
+        "pytest", "-m", "not slow and not distributed", "-q", *ignore, *deselect, *session.posargs
+    )
 
 
 @nox.session
@@ -62,7 +75,7 @@ def oldest_flax(session):
     session.run(
         "python", "-c", "import flax, jax; print('flax', flax.__version__, 'jax', jax.__version__)"
     )
-    session.run("pytest", "-m", "not slow", "-q", *FLAX_TESTS, *session.posargs)
+    session.run("pytest", "-m", "not slow and not distributed", "-q", *FLAX_TESTS, *session.posargs)
 
 
 @nox.session
@@ -76,7 +89,14 @@ def slow(session):
 def tests_x64(session):
     """The default suite with 64-bit floats enabled globally."""
     _install(session, "test")
-    session.run("pytest", "-m", "not slow", "-q", *session.posargs, env={"IMLEJAX_X64": "1"})
+    session.run(
+        "pytest",
+        "-m",
+        "not slow and not distributed",
+        "-q",
+        *session.posargs,
+        env={"IMLEJAX_X64": "1"},
+    )
 
 
 @nox.session
@@ -109,6 +129,14 @@ def bench(session):
     _install(session, "test")
     session.run("python", "-m", "experiments.benchmarks.imle_bench", *session.posargs)
     session.run("python", "-m", "experiments.benchmarks.sp_bench")
+
+
+@nox.session
+def scaling(session):
+    """I-MLE gradient throughput and per-device oracle work on 1, 2 and 4 host devices."""
+    _install(session, "test")
+    args = session.posargs or ["--devices", "1,2,4"]
+    session.run("python", "-m", "experiments.benchmarks.scaling", *args)
 
 
 @nox.session

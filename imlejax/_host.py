@@ -96,6 +96,8 @@ def _host_call(spec: _HostOracle, treedef: Any, theta: jax.Array, *leaves: jax.A
     z = jax.pure_callback(callback, result, theta, *leaves, vmap_method="expand_dims")
     # Inside shard_map the solution varies over the manual axes its inputs vary over; the
     # callback's result carries none, which the transforms would reject as a type mismatch.
+    if getattr(jax.lax, "pcast", None) is None or not hasattr(jax, "typeof"):
+        return z  # jax without varying manual axes in the types
     varying = frozenset().union(*(_varying_axes(x) for x in (theta, *leaves)))
     missing = tuple(sorted(varying - _varying_axes(z)))
     return jax.lax.pcast(z, missing, to="varying") if missing else z
@@ -103,7 +105,11 @@ def _host_call(spec: _HostOracle, treedef: Any, theta: jax.Array, *leaves: jax.A
 
 def _varying_axes(x: jax.Array) -> frozenset:
     """The manual (``shard_map``) mesh axes over which ``x`` varies."""
-    return frozenset(jax.typeof(x).manual_axis_type.varying)
+    aval = jax.typeof(x)
+    mat = getattr(aval, "manual_axis_type", None)
+    if mat is not None:
+        return frozenset(getattr(mat, "varying", ()))
+    return frozenset(getattr(aval, "vma", ()))
 
 
 @_host_call.defjvp

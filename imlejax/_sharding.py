@@ -8,25 +8,27 @@ the ``TopK`` custom call behind :func:`jax.lax.top_k` (the oracles :func:`top_k`
 the gathered global array, and whose result is then broadcast to every device.
 
 :func:`batch_parallel` wraps an oracle written for one instance. Unbatched, it is the oracle. A
-batched call (under ``jax.vmap``, at any depth, with any of the arguments batched) becomes a
-single call over all batch axes that the partitioner may split along the batch axes only; every
-device then solves the instances of its own shard, and the solutions are bit-identical to those
-of one device, instance by instance:
+batched call (under ``jax.vmap``, at any depth, with any of the arguments batched) is traced once
+on one instance and becomes a single primitive over all batch axes, which every device computes
+on the instances of its own shard; the solutions are bit-identical to those of one device,
+instance by instance. How it is split is decided when the program is lowered:
 
-* oracles without host callbacks become a :func:`jax.experimental.custom_partitioning` call whose
-  sharding rule makes every batch axis a pass-through factor shared by the operands and the
-  result and every instance axis a factor that needs replication. After sharding propagation the
-  oracle is lowered once more on the per-device shapes, in a fully manual context, and runs on
-  each device's shard (``lax.top_k`` sees the per-device operand);
+* oracles in JAX become a :func:`jax.experimental.custom_partitioning` call whose sharding rule
+  makes every batch axis a pass-through factor shared by the operands and the result, and every
+  other axis a factor that needs replication. After sharding propagation the oracle is lowered
+  once more on the per-device shapes, in a fully manual context (``lax.top_k`` then sees the
+  per-device operand);
 * oracles with a host callback cannot be lowered inside ``custom_partitioning`` (the callback
-  would be registered with a temporary module and lost), so the batched call is lowered as a
+  would be registered with a temporary module and lost), so they are lowered as a
   :func:`jax.shard_map` over the devices of the computation: the first batch axis whose size the
-  device count divides is split over all mesh axes (``P(mesh.axis_names)``), which is the layout
-  of a data-parallel batch; the callback then runs on every device with its local instances. A
-  batch that no batch axis divides is solved on the first device as before.
+  device count divides is split over all mesh axes (``P(mesh.axis_names)``), the layout of a
+  data-parallel batch, and the callback runs on every device with its local instances. A batch
+  that no batch axis divides is solved as one call, as without the wrapper;
+* with mesh axes of type ``Explicit`` (the default of :func:`jax.make_mesh`) the shardings are
+  known when tracing, and the call is a :func:`jax.shard_map` over the batch axes' mesh axes.
 
-On one device, under ``pmap`` and inside ``shard_map`` the computation is per device already and
-the batched call is the vmapped oracle itself.
+On one device, under ``pmap``, inside ``shard_map`` and for :func:`jax.export` the call is the
+vmapped oracle itself. Arrays the oracle closes over are passed to every device whole.
 
 The wrapped oracle is treated as piecewise constant: its inputs pass through
 :func:`jax.lax.stop_gradient`, so it has a zero tangent and is never differentiated itself.
@@ -35,6 +37,7 @@ The wrapped oracle is treated as piecewise constant: its inputs pass through
 from __future__ import annotations
 
 import functools
+import importlib
 import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -43,15 +46,34 @@ import jax
 import jax.extend
 import jax.numpy as jnp
 import numpy as np
-from jax.experimental.custom_partitioning import (
-    ArrayMapping,
-    SdyShardingRule,
-    custom_partitioning,
-)
 from jax.interpreters import mlir
 from jax.sharding import NamedSharding, PartitionSpec
 
 __all__ = ["batch_parallel"]
+
+
+def _import(name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ImportError:  # pragma: no cover - older jax
+        return None
+
+
+_cp = _import("jax.experimental.custom_partitioning")
+
+# What the wrapper needs from jax (jax >= 0.6.1 has all of it); without it, batched oracle calls
+# are left to XLA as they are.
+SUPPORTED = (
+    _cp is not None
+    and hasattr(_cp, "SdyShardingRule")
+    and hasattr(jax, "shard_map")
+    and hasattr(jax, "typeof")
+    and hasattr(jax.sharding, "get_abstract_mesh")
+    and hasattr(jax.sharding, "reshard")
+    and hasattr(jax.sharding, "AxisType")
+    and hasattr(jax.extend.core, "jaxprs_in_params")
+    and hasattr(jax.extend.core, "Primitive")
+)
 
 
 def batch_parallel(fn: Callable[..., jax.Array]) -> Callable[..., jax.Array]:
@@ -61,6 +83,9 @@ def batch_parallel(fn: Callable[..., jax.Array]) -> Callable[..., jax.Array]:
     vmapped ``fn`` and, under sharded ``jit``, is computed by each device on its own shard of the
     batch (see the module docstring). Its output has a zero tangent.
     """
+
+    if not SUPPORTED:
+        return fn
 
     @functools.wraps(fn)
     def wrapped(x: Any, *args: Any) -> jax.Array:
@@ -94,41 +119,75 @@ def _batched_call(fn, lead: int, treedef, x, *leaves):
     return call(x, *leaves)
 
 
-def _broadcast_body(fn, lead: int, treedef, mapped: Sequence[Sequence[bool]]):
-    """The batched computation on arrays whose ``lead`` leading axes are mapped or of size 1.
+def _broadcast_body(fn, lead: int, mapped: Sequence[Sequence[bool]]):
+    """``fn`` (one instance, flat operands) on operands with ``lead`` leading axes.
 
-    ``mapped[i][d]`` says whether axis ``d`` of argument ``i`` is mapped; it is fixed by the
-    global shapes, so the same body is right for a device's shard of the mapped axes.
+    ``mapped[i][d]`` says whether leading axis ``d`` of operand ``i`` is mapped (else it has size
+    1 and is broadcast); ``mapped[i] == ()`` marks an operand without leading axes (a constant).
+    The flags are fixed by the global shapes, so the same body is right for a device's shard.
     """
 
-    def apply(level, x, leaves):
+    def apply(level, operands):
         if level == lead:
-            return fn(x, *jax.tree_util.tree_unflatten(treedef, leaves))
-        axes = [0 if m[level] else None for m in mapped]
-        args = [a if ax == 0 else a[0] for a, ax in zip((x, *leaves), axes, strict=True)]
-        return jax.vmap(lambda x, *ls: apply(level + 1, x, ls), in_axes=axes)(*args)
+            return fn(*operands)
+        axes = [0 if m and m[level] else None for m in mapped]
+        operands = [
+            a if ax == 0 or not m else a[0] for a, ax, m in zip(operands, axes, mapped, strict=True)
+        ]
+        return jax.vmap(lambda *ops: apply(level + 1, ops), in_axes=axes)(*operands)
 
-    return lambda x, *leaves: apply(0, x, leaves)
+    return lambda *operands: apply(0, operands)
 
 
 def _partitioned_call(fn, lead: int, treedef, x, leaves):
     args = (x, *leaves)
     out_lead = np.broadcast_shapes(*(a.shape[:lead] for a in args))
     mapped = tuple(tuple(a.shape[d] == out_lead[d] for d in range(lead)) for a in args)
-    body = _broadcast_body(fn, lead, treedef, mapped)
-    if jax.sharding.get_abstract_mesh().manual_axes:
-        return body(*args)  # inside shard_map or pmap: already per device
-    jaxpr, out = jax.make_jaxpr(body, return_shape=True)(*args)
+
+    def instance_fn(x, *leaves):
+        return fn(x, *jax.tree_util.tree_unflatten(treedef, leaves))
+
+    if jax.sharding.get_abstract_mesh().manual_axes:  # inside shard_map or pmap: per device
+        return _broadcast_body(instance_fn, lead, mapped)(*args)
+    # The oracle traced on one instance: its shapes do not depend on how the batch is split.
+    # Arrays it closes over become operands, the same on every device (``mapped == ()``).
+    instance = [jax.ShapeDtypeStruct(a.shape[lead:], a.dtype) for a in args]
+    closed, out = jax.make_jaxpr(instance_fn, return_shape=True)(*instance)
     if not isinstance(out, jax.ShapeDtypeStruct):
         raise TypeError(f"{_name(fn)} must return a single array; got {jax.tree.structure(out)}.")
-    if jaxpr.effects:
-        return body(*args)  # effectful callbacks (io_callback, debug prints) keep their order
+    if closed.effects:  # effectful callbacks (io_callback, debug prints) keep their order
+        return _broadcast_body(instance_fn, lead, mapped)(*args)
+    consts = tuple(jnp.asarray(c) for c in closed.consts)
+    operands = (*args, *consts)
+    mapped = mapped + ((),) * len(consts)
+    body = _broadcast_body(_jaxpr_fn(closed.jaxpr, len(args)), lead, mapped)
+    out = jax.ShapeDtypeStruct((*out_lead, *out.shape), out.dtype)
     explicit = _explicit_lead_spec(x, lead)
     if explicit is not None:
-        return _explicit_shard_map(body, args, out, explicit, mapped)
-    if _has_host_callback(jaxpr.jaxpr):
-        return _host_batch_p.bind(*args, body=body, mapped=mapped, out_shape=out.shape)
-    return _custom_partitioned(body, args, out, lead, mapped)
+        return _explicit_shard_map(body, operands, out, explicit, mapped)
+    return _batch_p.bind(
+        *operands,
+        body=body,
+        mapped=mapped,
+        out_shape=out.shape,
+        out_dtype=out.dtype,
+        host=_has_host_callback(closed.jaxpr),
+    )
+
+
+def _jaxpr_fn(jaxpr, num_args: int):
+    """A traced instance as a function of its arguments followed by its constants."""
+
+    def fn(*operands):
+        return jax.core.eval_jaxpr(jaxpr, operands[num_args:], *operands[:num_args])[0]
+
+    return fn
+
+
+def _operand_spec(lead_spec, m: tuple, ndim: int) -> PartitionSpec:
+    """An operand's spec: the leading axes that it maps take ``lead_spec``, the others none."""
+    entries = [s if mi else None for s, mi in zip(lead_spec[: len(m)], m, strict=True)]
+    return PartitionSpec(*entries, *([None] * (ndim - len(m))))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -147,33 +206,32 @@ def _explicit_lead_spec(x, lead: int) -> tuple | None:
     return spec if any(s is not None for s in spec) else None
 
 
-def _explicit_shard_map(body, args, out, lead_spec: tuple, mapped) -> jax.Array:
-    mesh = jax.typeof(args[0]).sharding.mesh
-    specs = []
-    resharded = []
-    for a, m in zip(args, mapped, strict=True):
-        spec = PartitionSpec(*[s if mi else None for s, mi in zip(lead_spec, m, strict=True)])
-        spec = PartitionSpec(*spec, *([None] * (a.ndim - len(lead_spec))))
-        if jax.typeof(a).sharding.spec != spec:
-            a = jax.sharding.reshard(a, spec)
-        specs.append(spec)
-        resharded.append(a)
-    out_spec = PartitionSpec(*lead_spec, *([None] * (out.ndim - len(lead_spec))))
-    local = jax.shard_map(body, mesh=mesh, in_specs=tuple(specs), out_specs=out_spec)
-    return local(*resharded)
+def _explicit_shard_map(body, operands, out, lead_spec: tuple, mapped) -> jax.Array:
+    mesh = jax.typeof(operands[0]).sharding.mesh
+    specs = tuple(
+        _operand_spec(lead_spec, m, a.ndim) for a, m in zip(operands, mapped, strict=True)
+    )
+    operands = [
+        a if jax.typeof(a).sharding.spec == spec else jax.sharding.reshard(a, spec)
+        for a, spec in zip(operands, specs, strict=True)
+    ]
+    out_spec = _operand_spec(lead_spec, (True,) * len(lead_spec), out.ndim)
+    return jax.shard_map(body, mesh=mesh, in_specs=specs, out_specs=out_spec)(*operands)
 
 
 # ---------------------------------------------------------------------------------------------
 # Oracles in JAX: custom_partitioning along the batch axes.
 
 
-def _custom_partitioned(body, args, out, lead: int, mapped) -> jax.Array:
+def _custom_partitioned(body, args, out, lead: int, mapped) -> Callable[..., jax.Array]:
+    """``body`` as a ``custom_partitioning`` function of ``args`` (arrays or avals)."""
+
     def partition(mesh, arg_shapes, result_shape):
         spec = _lead_spec(result_shape.sharding, lead)
         if spec is None:  # no mesh to name the sharding in: solve on replicated operands
             return mesh, body, _replicated(result_shape), tuple(map(_replicated, arg_shapes))
         arg_shardings = tuple(
-            _sharding(mesh, [s if m[d] else None for d, s in enumerate(spec)], a.ndim)
+            NamedSharding(mesh, _operand_spec(spec, m, a.ndim))
             for a, m in zip(args, mapped, strict=True)
         )
         return mesh, body, _sharding(mesh, spec, out.ndim), arg_shardings
@@ -182,35 +240,33 @@ def _custom_partitioned(body, args, out, lead: int, mapped) -> jax.Array:
         spec = _lead_spec(arg_shapes[0].sharding, lead)
         if spec is None:
             return _replicated(result_shape)
-        return _sharding(
-            mesh, [s if m else None for s, m in zip(spec, mapped[0], strict=True)], out.ndim
-        )
+        return NamedSharding(mesh, _operand_spec(spec, mapped[0], out.ndim))
 
-    call = custom_partitioning(body)
+    call = _cp.custom_partitioning(body)
     call.def_partition(
         partition=partition,
         infer_sharding_from_operands=infer_sharding_from_operands,
         propagate_user_sharding=lambda mesh, user_shape: user_shape.sharding,
         sharding_rule=_sharding_rule(args, out, lead, mapped),
     )
-    return call(*args)
+    return call
 
 
-def _sharding_rule(args, out, lead: int, mapped) -> SdyShardingRule:
+def _sharding_rule(args, out, lead: int, mapped) -> Any:
     """Batch axes are pass-through factors shared by all arrays; the other axes need replication."""
     names = (f"f{i}" for i in itertools.count())
     batch = [next(names) for _ in range(lead)]
     replicated: list[str] = []
 
     def mapping(ndim, m):
-        dims = [b if mi else next(names) for b, mi in zip(batch, m, strict=True)]
-        dims += [next(names) for _ in range(ndim - lead)]
+        dims = [b if mi else next(names) for b, mi in zip(batch[: len(m)], m, strict=True)]
+        dims += [next(names) for _ in range(ndim - len(m))]
         replicated.extend(d for d in dims if d not in batch)
-        return ArrayMapping(*dims)
+        return _cp.ArrayMapping(*dims)
 
     operands = tuple(mapping(a.ndim, m) for a, m in zip(args, mapped, strict=True))
     result = mapping(out.ndim, (True,) * lead)
-    return SdyShardingRule(operands, (result,), need_replication_factors=tuple(replicated))
+    return _cp.SdyShardingRule(operands, (result,), need_replication_factors=tuple(replicated))
 
 
 def _lead_spec(sharding: Any, lead: int) -> list | None:
@@ -230,9 +286,9 @@ def _replicated(shape: Any) -> NamedSharding:
 
 
 # ---------------------------------------------------------------------------------------------
-# Oracles with host callbacks: shard_map over the computation's devices, chosen when lowered.
+# The primitive: how the batch is split is decided when lowering, where the devices are known.
 
-_CALLBACKS = frozenset({"pure_callback", "imlejax_host_batch"})
+_CALLBACKS = frozenset({"pure_callback", "imlejax_batch_parallel"})
 
 
 def _has_host_callback(jaxpr) -> bool:
@@ -244,17 +300,15 @@ def _has_host_callback(jaxpr) -> bool:
     return False
 
 
-_host_batch_p = jax.extend.core.Primitive("imlejax_host_batch")
-_host_batch_p.def_impl(lambda *args, body, mapped, out_shape: body(*args))
+def _batch_abstract_eval(*avals, body, mapped, out_shape, out_dtype, host):
+    return jax.core.ShapedArray(out_shape, out_dtype)
 
 
-@_host_batch_p.def_abstract_eval
-def _host_batch_abstract_eval(x, *leaves, body, mapped, out_shape):
-    return jax.core.ShapedArray(out_shape, x.dtype)
-
-
-def _lowering_mesh(axis_context) -> jax.sharding.Mesh | None:
+def _lowering_mesh(ctx) -> jax.sharding.Mesh | None:
     """The mesh of an automatically partitioned lowering over several devices, or None."""
+    if ctx.module_context.lowering_parameters.for_export:
+        return None  # exported programs may not carry custom partitioners or host callbacks
+    axis_context = ctx.module_context.axis_context
     devices = getattr(axis_context, "device_assignment", None)
     if devices is None or len(devices) < 2 or getattr(axis_context, "manual_axes", None):
         return None
@@ -264,33 +318,38 @@ def _lowering_mesh(axis_context) -> jax.sharding.Mesh | None:
     return jax.sharding.Mesh(np.array(devices).reshape(abstract.axis_sizes), abstract.axis_names)
 
 
-def _host_batch_lowering(ctx, *args, body, mapped, out_shape):
-    mesh = _lowering_mesh(ctx.module_context.axis_context)
+def _batch_lowering(ctx, *operands, body, mapped, out_shape, out_dtype, host):
+    mesh = _lowering_mesh(ctx)
+    if mesh is None:
+        return mlir.lower_fun(body, multiple_results=False)(ctx, *operands)
+    out = jax.ShapeDtypeStruct(out_shape, out_dtype)
     lead = len(mapped[0])
-    dim = None
-    if mesh is not None:
-        dim = next((d for d in range(lead) if out_shape[d] % mesh.size == 0), None)
+    if not host:
+        call = _custom_partitioned(body, ctx.avals_in, out, lead, mapped)
+        return mlir.lower_fun(call, multiple_results=False)(ctx, *operands)
+    dim = next((d for d in range(lead) if out_shape[d] % mesh.size == 0), None)
     if dim is None:
-        return mlir.lower_fun(body, multiple_results=False)(ctx, *args)
-    axes = tuple(mesh.axis_names)
-
-    def spec(ndim, split):
-        return PartitionSpec(*[axes if split and d == dim else None for d in range(ndim)])
-
-    in_specs = tuple(spec(a.ndim, m[dim]) for a, m in zip(ctx.avals_in, mapped, strict=True))
-    local = jax.shard_map(
-        body, mesh=mesh, in_specs=in_specs, out_specs=spec(len(out_shape), True), check_vma=False
+        return mlir.lower_fun(body, multiple_results=False)(ctx, *operands)
+    lead_spec = [tuple(mesh.axis_names) if d == dim else None for d in range(lead)]
+    in_specs = tuple(
+        _operand_spec(lead_spec, m, a.ndim) for a, m in zip(ctx.avals_in, mapped, strict=True)
     )
-    return mlir.lower_fun(local, multiple_results=False)(ctx, *args)
+    out_specs = _operand_spec(lead_spec, (True,) * lead, len(out_shape))
+    local = jax.shard_map(body, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
+    return mlir.lower_fun(local, multiple_results=False)(ctx, *operands)
 
 
-mlir.register_lowering(_host_batch_p, _host_batch_lowering)
-try:  # the lowering reads the device assignment, as the lowering of custom_partitioning does
-    from jax._src import dispatch as _dispatch
+if SUPPORTED:
+    _batch_p = jax.extend.core.Primitive("imlejax_batch_parallel")
+    _batch_p.def_impl(lambda *operands, body, **params: body(*operands))
+    _batch_p.def_abstract_eval(_batch_abstract_eval)
+    mlir.register_lowering(_batch_p, _batch_lowering)
+    try:  # the lowering reads the device assignment, as the lowering of custom_partitioning does
+        from jax._src import dispatch as _dispatch
 
-    _dispatch.prim_requires_devices_during_lowering.add(_host_batch_p)
-except (ImportError, AttributeError):  # pragma: no cover - a later jax: solved on one device
-    pass
+        _dispatch.prim_requires_devices_during_lowering.add(_batch_p)
+    except (ImportError, AttributeError):  # pragma: no cover - then solved as one call
+        pass
 
 
 def _name(fn: Any) -> str:

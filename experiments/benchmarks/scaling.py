@@ -119,7 +119,8 @@ def main(argv=None):
     parser.add_argument("--m", type=int, default=400)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--samples", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=20, help="timed runs per process")
+    parser.add_argument("--rounds", type=int, default=1, help="processes per device count")
     parser.add_argument("--oracle", choices=["top_k", "argmax"], default="top_k")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per device count")
     parser.add_argument("--json", default=None, help="also write the results here")
@@ -128,6 +129,7 @@ def main(argv=None):
     if args.worker:
         print(json.dumps(worker(args)))
         return None
+    import numpy as np
 
     counts = [int(c) for c in args.devices.split(",")]
     bad = [c for c in counts if c < 1 or args.batch % c]
@@ -141,10 +143,24 @@ def main(argv=None):
         f"--repeats={args.repeats}",
         f"--oracle={args.oracle}",
     ]
+    # Rounds visit the device counts in turn, so that load changes on the machine affect all of
+    # them alike; a row reports the median over the rounds of each round's median run time.
+    runs = {n: [] for n in counts}
+    for r in range(args.rounds):
+        for n in counts:
+            runs[n].append(run_worker(n, passed, args.timeout))
+            print(
+                f"round {r + 1}, {n} device(s): {runs[n][-1]['gradient_ms']:.1f} ms",
+                file=sys.stderr,
+            )
     rows = []
     for n in counts:
-        rows.append(run_worker(n, passed, args.timeout))
-        print(f"{n} device(s): {rows[-1]['gradient_ms']:.1f} ms", file=sys.stderr)
+        row = dict(runs[n][0])
+        row["gradient_ms_rounds"] = [x["gradient_ms"] for x in runs[n]]
+        row["gradient_ms"] = float(np.median(row["gradient_ms_rounds"]))
+        row["instances_per_second"] = 1e3 * args.batch / row["gradient_ms"]
+        row["bit_identical_to_one_device"] = all(x["bit_identical_to_one_device"] for x in runs[n])
+        rows.append(row)
     header = (
         f"I-MLE gradient, {args.oracle}, batch {args.batch}, m={args.m}, k={args.k}, "
         f"S={args.samples}, SoG noise, host CPU devices on {os.cpu_count()} cores"

@@ -170,8 +170,9 @@ def _cubic(xp: Any, u: Any, coef: tuple[Any, ...]) -> Any:
 
 def _lookup(table: Any, i: Any) -> Any:
     """``table[i]``; under explicit sharding the result is sharded like the indices ``i``."""
-    sharding = jax.typeof(i).sharding
-    if sharding.mesh.empty:
+    typeof = getattr(jax, "typeof", None)  # jax >= 0.6
+    sharding = getattr(typeof(i), "sharding", None) if typeof is not None else None
+    if sharding is None or getattr(sharding, "mesh", None) is None or sharding.mesh.empty:
         return table[i]
     return table.at[i].get(out_sharding=sharding)
 
