@@ -15,6 +15,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from imlejax._sharding import batch_parallel
 from imlejax._validation import as_key, check_theta, name_of, zero_cotangents
 
 __all__ = ["Estimator", "check_oracle_output", "perturb_and_map", "prepare", "signed_oracle"]
@@ -143,10 +144,20 @@ def check_oracle_output(map_fn: Callable, theta: jax.Array, args: tuple) -> None
 
 
 def signed_oracle(map_fn: Callable, minimize: bool) -> Callable:
-    """``oracle(theta, args)`` maximising ``<z, theta>``: a cost oracle is called on ``-theta``."""
+    """``oracle(theta, args)`` maximising ``<z, theta>``: a cost oracle is called on ``-theta``.
+
+    Batched calls (under ``jax.vmap``) are data-parallel under sharded ``jit``: each device solves
+    the instances of its own shard (:func:`imlejax._sharding.batch_parallel`). The oracle is never
+    differentiated: its output has a zero tangent.
+    """
+
+    def signed(theta, *args):
+        return map_fn(-theta, *args) if minimize else map_fn(theta, *args)
+
+    parallel = batch_parallel(signed)
 
     def oracle(theta, args):
-        return map_fn(-theta, *args) if minimize else map_fn(theta, *args)
+        return parallel(theta, *args)
 
     return oracle
 

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 from imlejax._core import Estimator
 from imlejax._oracles import argmax, top_k
 from imlejax._score import grouped_marginals, grouped_sample
+from imlejax._sharding import batch_parallel
 from imlejax._validation import (
     as_key,
     check_bool,
@@ -226,7 +227,7 @@ def softsub(
         (_, z), _ = jax.lax.scan(round_, init, None, length=k)
         if not hard:
             return z
-        return oracle(jax.lax.stop_gradient(z)) + (z - jax.lax.stop_gradient(z))
+        return batch_parallel(oracle)(z) + (z - jax.lax.stop_gradient(z))
 
     options = {"k": k, "temperature": temperature, "hard": hard}
     return _estimator("softsub", relaxed, oracle, samples, options)

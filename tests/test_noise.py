@@ -258,23 +258,24 @@ def test_float32_uniforms_are_cell_centres():
 
 
 @pytest.mark.parametrize(
-    "kwargs",
+    "kwargs,error",
     [
-        dict(k=0),
-        dict(k=-2),
-        dict(k=2.5),
-        dict(k=2.0),
-        dict(k=True),
-        dict(k=5, terms=0),
-        dict(k=5, terms=2.5),
-        dict(k=5, tau=0.0),
-        dict(k=5, tau=-1.0),
-        dict(k=5, tau=float("nan")),
-        dict(k=5, method="bad"),
+        (dict(k=0), ValueError),
+        (dict(k=-2), ValueError),
+        (dict(k=2.5), TypeError),
+        (dict(k=2.0), TypeError),
+        (dict(k=True), TypeError),
+        (dict(k=5, terms=0), ValueError),
+        (dict(k=5, terms=2.5), TypeError),
+        (dict(k=5, tau=0.0), ValueError),
+        (dict(k=5, tau=-1.0), ValueError),
+        (dict(k=5, tau=float("nan")), ValueError),
+        (dict(k=5, method="bad"), ValueError),
     ],
 )
-def test_sog_rejects_bad_parameters(kwargs):
-    with pytest.raises(ValueError):
+def test_sog_rejects_bad_parameters(kwargs, error):
+    # A value out of range is a ValueError, a value of the wrong type a TypeError.
+    with pytest.raises(error):
         ij.sog(**kwargs)
 
 

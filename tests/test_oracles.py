@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from imlejax._oracles import argmax, check_oracle, top_k
+from imlejax import argmax, check_oracle, top_k
 
 HALF_AND_SINGLE = [jnp.bfloat16, jnp.float16, jnp.float32]
 

@@ -161,8 +161,20 @@ def _cubic(xp: Any, u: Any, coef: tuple[Any, ...]) -> Any:
     j = xp.clip(xp.floor(s), -(_N_CELLS // 2), _N_CELLS // 2 - 1)
     t = s - j  # exact
     i = (j + _N_CELLS // 2).astype(np.int32)
-    c0, c1, c2, c3 = (c[i] for c in coef)
+    if xp is np:
+        c0, c1, c2, c3 = (c[i] for c in coef)
+    else:
+        c0, c1, c2, c3 = (_lookup(c, i) for c in coef)
     return c0 + t * (c1 + t * (c2 + t * c3))
+
+
+def _lookup(table: Any, i: Any) -> Any:
+    """``table[i]``; under explicit sharding the result is sharded like the indices ``i``."""
+    typeof = getattr(jax, "typeof", None)  # jax >= 0.6
+    sharding = getattr(typeof(i), "sharding", None) if typeof is not None else None
+    if sharding is None or getattr(sharding, "mesh", None) is None or sharding.mesh.empty:
+        return table[i]
+    return table.at[i].get(out_sharding=sharding)
 
 
 def max_cdf_error(k: int, terms: int, dtype: Any = np.float64) -> float:
