@@ -11,8 +11,9 @@ from imlejax._aimle import AdaptiveTarget as AdaptiveTarget
 from imlejax._aimle import AIMLEState as AIMLEState
 from imlejax._aimle import AIMLEStats as AIMLEStats
 from imlejax._aimle import aimle as aimle
-from imlejax._check import check_gradient as check_gradient
 from imlejax._core import Estimator as Estimator
+from imlejax._diagnostics import check_gradient as check_gradient
+from imlejax._diagnostics import check_oracle as check_oracle
 from imlejax._graph_path import graph_shortest_path as graph_shortest_path
 from imlejax._graph_path import grid_dag_edges as grid_dag_edges
 from imlejax._host import bipartite_matching as bipartite_matching
@@ -28,7 +29,6 @@ from imlejax._noise import no_noise as no_noise
 from imlejax._noise import normal as normal
 from imlejax._noise import sog as sog
 from imlejax._oracles import argmax as argmax
-from imlejax._oracles import check_oracle as check_oracle
 from imlejax._oracles import top_k as top_k
 from imlejax._perturbed import fenchel_young_loss as fenchel_young_loss
 from imlejax._perturbed import perturbed as perturbed

@@ -35,7 +35,7 @@ class AIMLEStats(NamedTuple):
 
     Attributes:
       nnz_sum: the summed number of non-zero entries of the per-sample gradient estimates.
-      count: the number of per-sample estimates that contributed (instances times samples).
+      estimates: the number of per-sample estimates that contributed (instances times samples).
       lam_sum: the summed step :math:`\\lambda` of the backward calls (for monitoring).
       calls: the number of backward calls (one per instance under ``vmap``).
 
@@ -46,19 +46,19 @@ class AIMLEStats(NamedTuple):
       >>> keys = jax.random.split(jax.random.key(0), 4)
       >>> loss = lambda t, s: jax.vmap(lambda k: f(k, t, state=s))(keys).sum()
       >>> stats = jax.grad(loss, argnums=1)(jnp.array([0.1, 2.0, -1.0, 1.5]), target.init())
-      >>> float(stats.stats.count), float(stats.stats.calls)  # 4 instances x 3 samples
+      >>> float(stats.stats.estimates), float(stats.stats.calls)  # 4 instances x 3 samples
       (12.0, 4.0)
     """
 
     nnz_sum: jax.Array
-    count: jax.Array
+    estimates: jax.Array
     lam_sum: jax.Array
     calls: jax.Array
 
     @classmethod
     def zeros(cls) -> AIMLEStats:
         z = jnp.zeros((), _F32)
-        return cls(nnz_sum=z, count=z, lam_sum=z, calls=z)
+        return cls(nnz_sum=z, estimates=z, lam_sum=z, calls=z)
 
 
 class AIMLEState(NamedTuple):
@@ -96,7 +96,7 @@ class AdaptiveTarget:
     of the cotangent are zero. Because the statistics are sums, autodiff's summation of cotangents
     is exactly right under ``jax.vmap`` with one shared state, for several calls in one loss, and
     for a ``psum`` over devices. :meth:`update` then applies the reference rule once: with
-    :math:`\mathrm{nnz} = \mathrm{nnz\_sum} / \mathrm{count}`,
+    :math:`\mathrm{nnz} = \mathrm{nnz\_sum} / \mathrm{estimates}`,
 
     .. math:: \bar n \leftarrow d\,\bar n + (1-d)\,\mathrm{nnz}, \quad
               v \leftarrow \mathrm{momentum}\cdot v + (\mathrm{step}\ \text{if}\ \bar n <
@@ -109,7 +109,7 @@ class AdaptiveTarget:
         state = target.update(state, stats)   # never give `stats` to the optimiser
 
     ``batch_ndim`` leading axes of ``theta`` are instance axes (for a batched oracle): they count
-    as instances in ``count``. Under ``jax.vmap`` the norms are per instance; give the batch to one
+    as instances in ``estimates``. Under ``jax.vmap`` the norms are per instance; give the batch to one
     call with a batched oracle to follow the reference rule, whose norms span the whole batch.
 
     Attributes:
@@ -144,8 +144,8 @@ class AdaptiveTarget:
     init_nnz: Any = 1.0
     alpha: Any = 1.0
     target_tau: Any = None
-    central: bool = static_field(False)
-    batch_ndim: int = static_field(0)
+    central: bool = static_field(default=False)
+    batch_ndim: int = static_field(default=0)
 
     stateful = True
 
@@ -182,7 +182,7 @@ class AdaptiveTarget:
             summed (autodiff and ``psum`` do so), not averaged.
 
         Returns:
-          The new state, with zero statistics. Without statistics (``count == 0``: no backward
+          The new state, with zero statistics. Without statistics (``estimates == 0``: no backward
           pass used the state) the state is returned unchanged.
         """
         if isinstance(stats, AIMLEState):
@@ -192,7 +192,7 @@ class AdaptiveTarget:
                 "stats must be the cotangent of the state (an AIMLEState) or its AIMLEStats; got "
                 f"{type(stats).__name__}."
             )
-        count = stats.count.astype(_F32)
+        count = stats.estimates.astype(_F32)
         seen = count > 0
         safe = jnp.where(seen, count, 1.0)
         nnz = stats.nnz_sum.astype(_F32) / safe
@@ -249,7 +249,7 @@ class AdaptiveTarget:
         zero = jnp.zeros((), _F32)
         stats = AIMLEStats(
             nnz_sum=jnp.count_nonzero(diff).astype(_F32),
-            count=one * (num_samples * instances),
+            estimates=one * (num_samples * instances),
             lam_sum=lam.astype(_F32),
             calls=one,
         )

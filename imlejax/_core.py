@@ -15,9 +15,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from imlejax._sharding import batch_parallel
 from imlejax._validation import as_key, check_theta, name_of, zero_cotangents
 
-__all__ = ["Estimator", "check_oracle_output", "perturb_and_map"]
+__all__ = ["Estimator", "check_oracle_output", "perturb_and_map", "prepare", "signed_oracle"]
 
 _DEFAULT_SIGNATURE = inspect.Signature(
     [
@@ -142,10 +143,41 @@ def check_oracle_output(map_fn: Callable, theta: jax.Array, args: tuple) -> None
         raise TypeError(f"map_fn {name} must return theta's dtype {theta.dtype}; got {out.dtype}.")
 
 
+def signed_oracle(map_fn: Callable, minimize: bool) -> Callable:
+    """``oracle(theta, args)`` maximising ``<z, theta>``: a cost oracle is called on ``-theta``.
+
+    Batched calls (under ``jax.vmap``) are data-parallel under sharded ``jit``: each device solves
+    the instances of its own shard (:func:`imlejax._sharding.batch_parallel`). The oracle is never
+    differentiated: its output has a zero tangent.
+    """
+
+    def signed(theta, *args):
+        return map_fn(-theta, *args) if minimize else map_fn(theta, *args)
+
+    parallel = batch_parallel(signed)
+
+    def oracle(theta, args):
+        return parallel(theta, *args)
+
+    return oracle
+
+
+def prepare(
+    key: Any, theta: Any, args: tuple, oracle: Callable, minimize: bool
+) -> tuple[jax.Array, jax.Array]:
+    """The key and the internal ``theta`` (``-w`` for costs), with the oracle's output checked."""
+    key = as_key(key)
+    theta = check_theta(theta)
+    if minimize:
+        theta = -theta
+    check_oracle_output(lambda t, *a: oracle(t, a), theta, args)
+    return key, theta
+
+
 def _split_pytree(obj: Any) -> tuple[Any, Callable[[Any], Any]]:
     """``(leaves, rebuild)`` for a pytree of arrays; a non-pytree object is kept as a constant."""
     leaves, treedef = jax.tree.flatten(obj)
-    if treedef.num_nodes == 1 and treedef.num_leaves == 1 and leaves[0] is obj:
+    if jax.tree_util.treedef_is_leaf(treedef) and leaves and leaves[0] is obj:
         return (), lambda _: obj
     return tuple(leaves), lambda ls: jax.tree.unflatten(treedef, list(ls))
 
@@ -179,8 +211,7 @@ def perturb_and_map(
     noise_leaves, rebuild_noise = _split_pytree(noise)
     param_leaves, rebuild_params = _split_pytree(rule_params)
 
-    def oracle(theta, args):
-        return map_fn(-theta, *args) if minimize else map_fn(theta, *args)
+    oracle = signed_oracle(map_fn, minimize)
 
     def solve(thetas, args):
         return jax.vmap(lambda t: oracle(t, args))(thetas)
@@ -215,11 +246,7 @@ def perturb_and_map(
     core.defvjp(core_fwd, core_bwd)
 
     def sampler(key, theta, *args, state=None):
-        key = as_key(key)
-        theta = check_theta(theta)
-        if minimize:
-            theta = -theta
-        check_oracle_output(lambda t, *a: oracle(t, a), theta, args)
+        key, theta = prepare(key, theta, args, oracle, minimize)
         state = _vary_like(state, theta)
         z = core(key, theta, args, noise_leaves, param_leaves, state)
         return z[0] if samples is None else z

@@ -8,7 +8,7 @@ of ``__post_init__`` run once, when a user makes the object.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, TypeVar
+from typing import Any, TypeVar, dataclass_transform
 
 import jax
 
@@ -20,6 +20,7 @@ def static_field(default: Any = dataclasses.MISSING) -> Any:
     return dataclasses.field(default=default, metadata={"static": True})
 
 
+@dataclass_transform(frozen_default=True, field_specifiers=(dataclasses.field, static_field))
 def pytree_dataclass(cls: type[T]) -> type[T]:
     """Makes ``cls`` a frozen dataclass and a pytree node (static fields as auxiliary data)."""
     cls = dataclasses.dataclass(frozen=True)(cls)

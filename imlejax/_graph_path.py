@@ -17,9 +17,10 @@ from imlejax._shortest_path import bellman_ford, check_index, mark_ancestors, wo
 __all__ = ["graph_shortest_path", "grid_dag_edges"]
 
 
-def _graph_relax(dist, pred, cost, sources, targets, num_nodes):
+def _graph_relax(dist, pred, rounds, cost, sources, targets, num_nodes):
     """One synchronous round over all edges: ``dist[v] <- min(dist[v], min_e dist[s_e] + c_e)``
-    over the edges ``e`` into ``v``; ``pred[v]`` is the smallest such minimising edge index."""
+    over the edges ``e`` into ``v``; ``pred[v]`` is the smallest such minimising edge index, set
+    when ``dist[v]`` strictly decreases (so, first, in the round of the fewest edges)."""
     cand = dist[sources] + cost
     best = jax.ops.segment_min(cand, targets, num_segments=num_nodes)
     edge = jnp.arange(cost.shape[0], dtype=jnp.int32)
@@ -46,11 +47,11 @@ def _graph_solve(c, spec):
     dist, pred, changing, rounds = bellman_ford(relax, dist, pred, n)
     from_node = jnp.asarray(np.append(sources, 0), jnp.int32)
     parent = jnp.where(pred < 0, jnp.arange(n, dtype=jnp.int32), from_node[pred])
-    mark = mark_ancestors(parent, spec.target, c.dtype)
+    mark, root = mark_ancestors(parent, spec.target, c.dtype)
     on_path = (mark[targets] == 1) & (pred[targets] == np.arange(num_edges, dtype=np.int32))
     z = on_path.astype(c.dtype)
     bad = jnp.any(jnp.isnan(c) | (c == -jnp.inf))
-    ok = (mark[spec.source] == 1) & ~changing & ~bad
+    ok = (root == spec.source) & ~changing & ~bad
     return jnp.where(ok, z, jnp.asarray(jnp.nan, c.dtype)), rounds
 
 
@@ -133,7 +134,7 @@ def graph_shortest_path(
 
     **Algorithm.** Synchronous Bellman-Ford over all edges at once (``jax.ops.segment_min``) in a
     ``jax.lax.while_loop`` until no distance changes, at most ``num_nodes`` rounds; the path is
-    then marked by pointer doubling. Distances are exact for the costs as summed in floating
+    then marked by walking back from ``target``. Distances are exact for the costs as summed in floating
     point along the path, so the path is optimal for those sums.
 
     **Which graphs and costs.** The oracle is exact on any graph whose costs leave no cycle of

@@ -11,11 +11,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from imlejax._validation import name_of
+
 __all__ = ["host_oracle", "bipartite_matching"]
-
-
-def _fn_name(fn: Any) -> str:
-    return getattr(fn, "__name__", repr(fn))
 
 
 @dataclasses.dataclass(frozen=True, eq=True)
@@ -34,7 +32,7 @@ class _HostOracle:
         if self.name is not None:
             return self.name
         extra = ", batched=True" if self.batched else ""
-        return f"host_oracle({_fn_name(self.fn)}{extra})"
+        return f"host_oracle({name_of(self.fn)}{extra})"
 
     def __call__(self, theta: Any, *args: Any) -> jax.Array:
         theta = jnp.asarray(theta)
@@ -95,7 +93,23 @@ def _run_on_host(
 def _host_call(spec: _HostOracle, treedef: Any, theta: jax.Array, *leaves: jax.Array) -> jax.Array:
     callback = functools.partial(_run_on_host, spec, treedef, theta.ndim)
     result = jax.ShapeDtypeStruct(theta.shape, theta.dtype)
-    return jax.pure_callback(callback, result, theta, *leaves, vmap_method="expand_dims")
+    z = jax.pure_callback(callback, result, theta, *leaves, vmap_method="expand_dims")
+    # Inside shard_map the solution varies over the manual axes its inputs vary over; the
+    # callback's result carries none, which the transforms would reject as a type mismatch.
+    if getattr(jax.lax, "pcast", None) is None or not hasattr(jax, "typeof"):
+        return z  # jax without varying manual axes in the types
+    varying = frozenset().union(*(_varying_axes(x) for x in (theta, *leaves)))
+    missing = tuple(sorted(varying - _varying_axes(z)))
+    return jax.lax.pcast(z, missing, to="varying") if missing else z
+
+
+def _varying_axes(x: jax.Array) -> frozenset:
+    """The manual (``shard_map``) mesh axes over which ``x`` varies."""
+    aval = jax.typeof(x)
+    mat = getattr(aval, "manual_axis_type", None)
+    if mat is not None:
+        return frozenset(getattr(mat, "varying", ()))
+    return frozenset(getattr(aval, "vma", ()))
 
 
 @_host_call.defjvp

@@ -8,6 +8,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import jax
 import jax.numpy as jnp
 
+from imlejax import _bits
 from imlejax._dataclass import pytree_dataclass, static_field
 from imlejax._validation import check_choice, check_int, check_positive, compute_dtype
 
@@ -52,6 +53,13 @@ def _check_dtype(dtype: Any) -> jnp.dtype:
     return dtype
 
 
+def _scaled_draw(draw: Any, tau: Any, key: jax.Array, shape: tuple[int, ...], dtype: Any):
+    """``tau * draw(key, shape)``, drawn in the compute dtype and rounded once to ``dtype``."""
+    dtype = _check_dtype(dtype)
+    cdtype = compute_dtype(dtype)
+    return (jnp.asarray(tau, cdtype) * draw(key, shape, dtype=cdtype)).astype(dtype)
+
+
 @pytree_dataclass
 class Gumbel:
     r"""Gumbel noise with location 0 and scale ``tau``.
@@ -81,10 +89,7 @@ class Gumbel:
 
     def sample(self, key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
         """Draws i.i.d. ``Gumbel(0, tau)`` perturbations of ``shape``."""
-        dtype = _check_dtype(dtype)
-        cdtype = compute_dtype(dtype)
-        eps = jax.random.gumbel(key, shape, dtype=cdtype)
-        return (jnp.asarray(self.tau, cdtype) * eps).astype(dtype)
+        return _scaled_draw(_bits.gumbel, self.tau, key, shape, dtype)
 
     def log_prob(self, eps: jax.Array) -> jax.Array:
         """Elementwise log-density of ``Gumbel(0, tau)`` at ``eps``, up to a constant."""
@@ -114,7 +119,7 @@ class SumOfGamma:
         of ``log x`` in ``logit(u)``, solved from the exact gamma-mixture CDF; about 0.05 s for
         ``terms=10`` and 0.6 s for ``terms=1000``); a draw costs 1-1.6 Gumbel draws. Its
         sup-CDF error ``max_u |F(Q_table(u)) - u|``, measured by
-        ``imlejax._sog_table.max_cdf_error`` on a grid of ``k`` from 1 to 100 and ``terms`` from
+        ``imlejax._sog._table.max_cdf_error`` on a grid of ``k`` from 1 to 100 and ``terms`` from
         1 to 1000, is below ``2e-10`` in float64 and below ``3e-7`` in float32 (where rounding
         ``x`` to float32 alone accounts for up to ``1e-7``). ``"direct"`` sums ``terms`` gamma draws: the
         reference sampler, several hundred times slower.
@@ -130,10 +135,10 @@ class SumOfGamma:
       Family Distributions*, NeurIPS 2021, Lemma 1 and Theorems 1-2.
     """
 
-    k: int = static_field(1)
+    k: int = static_field(default=1)
     tau: Any = 1.0
-    terms: int = static_field(10)
-    method: str = static_field("table")
+    terms: int = static_field(default=10)
+    method: str = static_field(default="table")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "k", check_int("k", self.k, minimum=1))
@@ -148,9 +153,9 @@ class SumOfGamma:
         if self.method == "direct":
             x = sog_direct(key, shape, self.k, self.terms, cdtype)
         else:
-            from imlejax import _sog_table
+            from imlejax._sog._sampler import sample_standard
 
-            x = _sog_table.sample_standard(key, shape, self.k, self.terms, cdtype)
+            x = sample_standard(key, shape, self.k, self.terms, cdtype)
         scale = jnp.asarray(self.tau, cdtype) / self.k
         return (scale * (x - jnp.asarray(math.log(self.terms), cdtype))).astype(dtype)
 
@@ -208,10 +213,7 @@ class Normal:
 
     def sample(self, key: jax.Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Array:
         """Draws i.i.d. ``N(0, tau**2)`` perturbations of ``shape``."""
-        dtype = _check_dtype(dtype)
-        cdtype = compute_dtype(dtype)
-        eps = jax.random.normal(key, shape, dtype=cdtype)
-        return (jnp.asarray(self.tau, cdtype) * eps).astype(dtype)
+        return _scaled_draw(jax.random.normal, self.tau, key, shape, dtype)
 
     def log_prob(self, eps: jax.Array) -> jax.Array:
         """Elementwise log-density of ``N(0, tau**2)`` at ``eps``, up to a constant."""

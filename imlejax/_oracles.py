@@ -1,4 +1,4 @@
-"""MAP oracles that run inside ``jax.jit`` and ``jax.vmap``, and a validator for user oracles.
+"""MAP oracles that run inside ``jax.jit`` and ``jax.vmap``.
 
 An oracle acts on one instance: ``map_fn(theta, *args) -> z`` with ``z.shape == theta.shape``,
 ``z.dtype == theta.dtype`` and ``z`` a binary array maximising ``<z, theta>`` over the oracle's
@@ -16,7 +16,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["top_k", "argmax", "check_oracle"]
+from imlejax._validation import normalize_axis
+
+__all__ = ["top_k", "argmax"]
 
 
 def _check_int(name: str, value: Any, minimum: int | None = None) -> int:
@@ -36,14 +38,6 @@ def _as_float_array(theta: Any, who: str) -> jax.Array:
 
 # Up to this k the top-k indicator is written as k comparisons per entry instead of a scatter.
 _COMPARE_MAX_K = 32
-
-
-def _normalize_axis(axis: int, ndim: int, who: str) -> int:
-    if ndim == 0:
-        raise ValueError(f"{who}: theta must have at least one dimension; got a scalar.")
-    if not -ndim <= axis < ndim:
-        raise ValueError(f"{who}: axis {axis} is out of bounds for theta with {ndim} dimension(s).")
-    return axis % ndim
 
 
 def _fmt_axis(axis: int) -> str:
@@ -67,7 +61,7 @@ class _TopK:
 
     def __call__(self, theta: Any) -> jax.Array:
         theta = _as_float_array(theta, repr(self))
-        axis = _normalize_axis(self.axis, theta.ndim, repr(self))
+        axis = normalize_axis(self.axis, theta.ndim, repr(self))
         m = theta.shape[axis]
         if self.k > m:
             raise ValueError(
@@ -92,7 +86,7 @@ class _Argmax:
 
     def __call__(self, theta: Any) -> jax.Array:
         theta = _as_float_array(theta, repr(self))
-        axis = _normalize_axis(self.axis, theta.ndim, repr(self))
+        axis = normalize_axis(self.axis, theta.ndim, repr(self))
         if theta.shape[axis] == 0:
             raise ValueError(f"{self!r}: axis {self.axis} of theta (shape {theta.shape}) is empty.")
         return _argmax_indicator(theta, axis)
@@ -104,7 +98,7 @@ def _top_k_indicator(theta: jax.Array, k: int, axis: int) -> jax.Array:
     # fast TopK kernel is float32-only (half-precision inputs otherwise fall back to a sort).
     scores = theta.astype(jnp.float32) if jnp.finfo(theta.dtype).bits < 32 else theta
     scores = jnp.moveaxis(scores, axis, -1)
-    _, idx = jax.lax.top_k(scores, k)
+    idx = _top_k_indices(scores, k)
     if k <= _COMPARE_MAX_K:
         # One elementwise pass over the output, which XLA may fuse with its consumers; a scatter
         # of ones into zeros costs a zero fill, often a copy of it, and the scatter itself.
@@ -139,8 +133,35 @@ def _argmax_by_top_k(scores: jax.Array) -> jax.Array:
     scores = scores.astype(jnp.float32)  # exact for half precision, float32-only TopK kernel
     scores = jnp.where(jnp.isnan(scores), jnp.float32(np.nan), scores)
     scores = jnp.where(scores == 0, jnp.float32(0), scores)
-    _, idx = jax.lax.top_k(scores, 1)
-    return idx[..., 0]
+    return _top_k_indices(scores, 1)[..., 0]
+
+
+def _top_k_indices(scores: jax.Array, k: int) -> jax.Array:
+    """``jax.lax.top_k(scores, k)[1]``, with every batch axis, ``vmap``'s included, folded into
+    the rows of one 2-D ``TopK``.
+
+    XLA's CPU ``TopK`` kernel takes 2-D operands; for a batched ``top_k`` the compiler inserts the
+    reshape itself, and then does not fuse an expensive producer of the scores (a noise draw,
+    with its logarithms) into the fusion that forms them (``theta + eps``): the noise is written
+    to memory and read back. Folding the axes here, where ``vmap`` has added them, lets one fusion
+    draw the noise, perturb ``theta`` and write the kernel's input. The indices carry no gradient.
+    """
+    return _folded_top_k(k)(jax.lax.stop_gradient(scores))
+
+
+@functools.cache
+def _folded_top_k(k: int) -> Callable[[jax.Array], jax.Array]:
+    @jax.custom_batching.custom_vmap
+    def indices(scores: jax.Array) -> jax.Array:
+        rows = scores.reshape(-1, scores.shape[-1])
+        return jax.lax.top_k(rows, k)[1].reshape(*scores.shape[:-1], k)
+
+    @indices.def_vmap
+    def _batched(axis_size, in_batched, scores):
+        # the batch axis is the leading one; it is folded in by the call at the next level
+        return indices(scores), True
+
+    return indices
 
 
 def top_k(k: int, *, axis: int = -1) -> Callable[[jax.Array], jax.Array]:
@@ -230,102 +251,3 @@ def argmax(*, axis: int = -1) -> Callable[[jax.Array], jax.Array]:
     """
     axis = _check_int("axis", axis)
     return _Argmax(axis=axis)
-
-
-def _oracle_name(map_fn: Any) -> str:
-    return getattr(map_fn, "__name__", repr(map_fn))
-
-
-def check_oracle(
-    map_fn: Callable[..., Any],
-    theta: Any,
-    *args: Any,
-    num_trials: int = 3,
-    key: jax.Array | None = None,
-    exact_k: int | None = None,
-) -> None:
-    """Checks that ``map_fn`` behaves as a MAP oracle on ``theta``, eagerly, and raises if not.
-
-    ``map_fn(theta, *args)`` is called on ``theta`` itself and on ``num_trials`` random
-    perturbations ``theta + s * eps``, with standard normal ``eps`` drawn by NumPy from a generator
-    seeded with the data of ``key`` and ``s`` the larger of 1 and the standard deviation of
-    ``theta``. Each output must have the shape and dtype of ``theta``
-    and only the values 0 and 1, and, if ``exact_k`` is given, exactly ``exact_k`` ones in total.
-    The check is meant for interactive use and tests; it runs outside ``jax.jit``. It does not
-    check optimality.
-
-    Args:
-      map_fn: the oracle under test, ``map_fn(theta, *args) -> z``.
-      theta: a floating array of scores for one instance.
-      *args: extra arguments passed unchanged to ``map_fn``.
-      num_trials: the number of random perturbations tried besides ``theta``, ``>= 0``.
-      key: a JAX PRNG key (typed or raw) seeding the perturbations; ``jax.random.key(0)`` if
-        ``None``. The same key gives the same perturbations.
-      exact_k: if given, the total number of ones every output must have (for a grouped oracle,
-        ``k`` times the number of groups).
-
-    Returns:
-      None when every check passes.
-
-    Raises:
-      ValueError: if an output has the wrong shape, a value other than 0 or 1, or a number of
-        ones other than ``exact_k``; or if ``num_trials`` or ``exact_k`` is invalid.
-      TypeError: if an output's dtype differs from ``theta``'s, or ``theta`` is not floating.
-
-    Example:
-      >>> import jax.numpy as jnp, imlejax as ij
-      >>> ij.check_oracle(ij.top_k(2), jnp.array([0.1, 0.4, 0.3]), exact_k=2)
-      >>> ij.check_oracle(jnp.round, jnp.array([0.1, 1.7, 0.3]))  # doctest: +ELLIPSIS
-      Traceback (most recent call last):
-      ...
-      ValueError: check_oracle: round returned values other than 0 and 1 (e.g. 2.0) on ...
-    """
-    num_trials = _check_int("num_trials", num_trials, minimum=0)
-    if exact_k is not None:
-        exact_k = _check_int("exact_k", exact_k, minimum=0)
-    name = _oracle_name(map_fn)
-    theta = _as_float_array(theta, "check_oracle")
-    if key is None:
-        key = jax.random.key(0)
-    cdtype = jnp.promote_types(theta.dtype, jnp.float32)
-    scale = max(1.0, float(np.std(np.asarray(theta, np.float64)))) if theta.size else 1.0
-
-    inputs = [("the unperturbed theta", theta)]
-    rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
-    cdtype = np.dtype(cdtype)
-    base = np.asarray(theta).astype(cdtype)
-    for i in range(num_trials):
-        eps = rng.standard_normal(theta.shape).astype(cdtype)
-        perturbed = jnp.asarray((base + cdtype.type(scale) * eps).astype(theta.dtype))
-        inputs.append((f"random perturbation {i + 1} of theta", perturbed))
-
-    for where, t in inputs:
-        z = map_fn(t, *args)
-        if not (hasattr(z, "shape") and hasattr(z, "dtype")):
-            z = np.asarray(z)
-        if tuple(z.shape) != tuple(theta.shape):
-            raise ValueError(
-                f"check_oracle: {name} returned shape {tuple(z.shape)} for theta of shape "
-                f"{tuple(theta.shape)} on {where}; an oracle must return an array shaped like "
-                "theta."
-            )
-        if np.dtype(z.dtype) != np.dtype(theta.dtype):
-            raise TypeError(
-                f"check_oracle: {name} returned dtype {np.dtype(z.dtype)} for theta of dtype "
-                f"{np.dtype(theta.dtype)} on {where}; an oracle must return theta's dtype."
-            )
-        zn = np.asarray(z).astype(np.float64)
-        bad = ~((zn == 0) | (zn == 1))
-        if bad.any():
-            raise ValueError(
-                f"check_oracle: {name} returned values other than 0 and 1 "
-                f"(e.g. {zn[bad].flat[0]}) on {where}."
-            )
-        if exact_k is not None:
-            ones = int(zn.sum())
-            if ones != exact_k:
-                raise ValueError(
-                    f"check_oracle: {name} returned {ones} ones on {where}; expected exactly "
-                    f"exact_k={exact_k}."
-                )
-    return None

@@ -9,9 +9,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from imlejax._core import Estimator, check_oracle_output
+from imlejax._core import Estimator, prepare, signed_oracle
 from imlejax._noise import DEFAULT_NOISE, resolve_noise
-from imlejax._validation import as_key, check_bool, check_callable, check_int, check_theta
+from imlejax._validation import check_bool, check_callable, check_int
 
 __all__ = ["fenchel_young_loss", "perturbed"]
 
@@ -118,15 +118,10 @@ def perturbed(
     minimize = check_bool("minimize", minimize)
     noise = _density_noise(noise)
 
-    def oracle(theta, args):
-        return map_fn(-theta, *args) if minimize else map_fn(theta, *args)
+    oracle = signed_oracle(map_fn, minimize)
 
     def smoothed(key, theta, *args):
-        key = as_key(key)
-        theta = check_theta(theta)
-        if minimize:
-            theta = -theta
-        check_oracle_output(lambda t, *a: oracle(t, a), theta, args)
+        key, theta = prepare(key, theta, args, oracle, minimize)
         fixed_args = jax.tree.map(jax.lax.stop_gradient, args)
         baseline = oracle(jax.lax.stop_gradient(theta), fixed_args)
 
@@ -202,21 +197,15 @@ def fenchel_young_loss(
     minimize = check_bool("minimize", minimize)
     noise = resolve_noise(noise)
 
-    def oracle(theta, args):
-        return map_fn(-theta, *args) if minimize else map_fn(theta, *args)
+    oracle = signed_oracle(map_fn, minimize)
 
     def loss(key, theta, *rest):
         if not rest:
             raise TypeError("fenchel_young_loss: call it as loss(key, theta, y, *args).")
-        y, args = rest[0], rest[1:]
-        key = as_key(key)
-        theta = check_theta(theta)
-        y = jnp.asarray(y)
-        if y.shape != theta.shape:
-            raise ValueError(f"y must have theta's shape {theta.shape}; got {y.shape}.")
-        if minimize:
-            theta = -theta
-        check_oracle_output(lambda t, *a: oracle(t, a), theta, args)
+        y, args = jnp.asarray(rest[0]), rest[1:]
+        if y.shape != jnp.shape(theta):
+            raise ValueError(f"y must have theta's shape {jnp.shape(theta)}; got {y.shape}.")
+        key, theta = prepare(key, theta, args, oracle, minimize)
         fixed_args = jax.tree.map(jax.lax.stop_gradient, args)
         eps = noise.sample(key, (num_samples, *theta.shape), theta.dtype)
         points = theta[None] + eps

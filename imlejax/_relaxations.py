@@ -11,6 +11,7 @@ import jax.numpy as jnp
 from imlejax._core import Estimator
 from imlejax._oracles import argmax, top_k
 from imlejax._score import grouped_marginals, grouped_sample
+from imlejax._sharding import batch_parallel
 from imlejax._validation import (
     as_key,
     check_bool,
@@ -36,6 +37,14 @@ def _no_args(name: str, args: tuple) -> None:
         raise TypeError(
             f"{name} takes no extra arguments after theta (it calls no oracle); got {len(args)}."
         )
+
+
+def _prepare_k(name: str, key: Any, theta: Any, args: tuple, k: int) -> tuple[jax.Array, jax.Array]:
+    """The key and ``theta`` of a k-subset estimator that calls no oracle, checked."""
+    _no_args(name, args)
+    theta = check_theta(theta, min_ndim=1)
+    check_last_axis(theta, k, name)
+    return as_key(key), theta
 
 
 def _sample_shape(samples: int | None, shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -151,10 +160,7 @@ def l2x(k: int, *, temperature: Any = 1.0, samples: int | None = None) -> Estima
     samples = check_optional_int("samples", samples, minimum=1)
 
     def relaxed(key, theta, *args):
-        _no_args("l2x", args)
-        key = as_key(key)
-        theta = check_theta(theta)
-        check_last_axis(theta, k, "l2x")
+        key, theta = _prepare_k("l2x", key, theta, args, k)
         g = jax.random.gumbel(key, _sample_shape(samples, (k, *theta.shape)), theta.dtype)
         t = jnp.asarray(temperature, theta.dtype)
         c = jax.nn.softmax((lead(theta, g.ndim) + g) / t, axis=-1)
@@ -207,10 +213,7 @@ def softsub(
     oracle = top_k(k)
 
     def relaxed(key, theta, *args):
-        _no_args("softsub", args)
-        key = as_key(key)
-        theta = check_theta(theta)
-        check_last_axis(theta, k, "softsub")
+        key, theta = _prepare_k("softsub", key, theta, args, k)
         g = jax.random.gumbel(key, _sample_shape(samples, theta.shape), theta.dtype)
         t = jnp.asarray(temperature, theta.dtype)
         tiny = jnp.asarray(jnp.finfo(theta.dtype).tiny, theta.dtype)
@@ -224,7 +227,7 @@ def softsub(
         (_, z), _ = jax.lax.scan(round_, init, None, length=k)
         if not hard:
             return z
-        return oracle(jax.lax.stop_gradient(z)) + (z - jax.lax.stop_gradient(z))
+        return batch_parallel(oracle)(z) + (z - jax.lax.stop_gradient(z))
 
     options = {"k": k, "temperature": temperature, "hard": hard}
     return _estimator("softsub", relaxed, oracle, samples, options)
@@ -279,10 +282,7 @@ def simple(k: int, *, tau: Any = 1.0, samples: int | None = None) -> Estimator:
     samples = check_optional_int("samples", samples, minimum=1)
 
     def estimate(key, theta, *args):
-        _no_args("simple", args)
-        key = as_key(key)
-        theta = check_theta(theta, min_ndim=1)
-        check_last_axis(theta, k, "simple")
+        key, theta = _prepare_k("simple", key, theta, args, k)
         fixed = jax.lax.stop_gradient(theta)
         z = grouped_sample(key, fixed, k, tau, samples)
         mu = grouped_marginals(theta, k, tau)

@@ -69,7 +69,7 @@ def _check_baseline(baseline: Any, num: int) -> Any:
     if baseline is not None and (
         isinstance(baseline, (bool, np.bool_))
         or not isinstance(baseline, numbers.Real)
-        or not np.isfinite(baseline)
+        or not np.isfinite(float(baseline))
     ):
         raise ValueError(f"baseline must be None, 'mean' or a finite float; got {baseline!r}.")
     return baseline

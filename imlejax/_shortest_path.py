@@ -2,10 +2,10 @@
 
 Both shortest-path oracles (this grid oracle and the graph oracle of ``_graph_path``) run the
 synchronous Bellman-Ford iteration in the min-plus semiring until no distance changes, then mark
-the path by following predecessor pointers with pointer doubling. Round ``k`` of the synchronous
-iteration holds the cheapest walks of at most ``k`` steps and a pointer changes only when a
-distance strictly decreases, so each vertex ends up pointing along a cheapest path with the fewest
-steps; ties left over go to the predecessor with the smallest index.
+the path by walking the predecessor pointers back from the target. Round ``k`` of the synchronous
+iteration holds the cheapest walks of at most ``k`` steps, so the round that last lowers a
+vertex's distance is the fewest steps of a cheapest path to it; each vertex points to a
+predecessor one step closer on such a path, ties going to the predecessor with the smallest index.
 """
 
 from __future__ import annotations
@@ -47,53 +47,93 @@ def work_dtype(x: jax.Array, who: str, what: str) -> Any:
     return jnp.promote_types(x.dtype, jnp.float32)
 
 
-def bellman_ford(relax: Callable, dist: jax.Array, pred: jax.Array, max_rounds: int) -> tuple:
-    """Runs ``dist, pred, improved = relax(dist, pred)`` until nothing improves or
-    ``max_rounds`` rounds have run; returns ``dist, pred, still_changing, rounds``."""
+def bellman_ford(relax: Callable, dist: jax.Array, aux: jax.Array, max_rounds: int) -> tuple:
+    """Runs ``dist, aux, improved = relax(dist, aux, r)`` for rounds ``r = 1, 2, ...`` until
+    nothing improves or ``max_rounds`` rounds have run; returns ``dist, aux, still_changing,
+    rounds``."""
 
     def cond(carry):
         return carry[2] & (carry[3] < max_rounds)
 
     def body(carry):
-        dist, pred, _, rounds = carry
-        dist, pred, improved = relax(dist, pred)
-        return dist, pred, jnp.any(improved), rounds + 1
+        dist, aux, _, rounds = carry
+        dist, aux, improved = relax(dist, aux, rounds + 1)
+        return dist, aux, jnp.any(improved), rounds + 1
 
-    init = (dist, pred, jnp.bool_(True), jnp.int32(0))
+    init = (dist, aux, jnp.bool_(True), jnp.int32(0))
     return lax.while_loop(cond, body, init)
 
 
-def mark_ancestors(parent: jax.Array, start: Any, dtype: Any) -> jax.Array:
-    """Indicator of ``start, parent[start], parent[parent[start]], ...`` over ``parent``'s
-    indices (a root is its own parent), by pointer doubling: ``ceil(log2 n)`` rounds in which
-    every marked vertex also marks its ``2^k``-th ancestor."""
+def mark_ancestors(parent: jax.Array, start: Any, dtype: Any) -> tuple[jax.Array, jax.Array]:
+    """Indicator (in ``dtype``) of ``start, parent[start], parent[parent[start]], ...`` over
+    ``parent``'s indices, where a root is its own parent, and the root reached. A walk of at most
+    ``n`` steps that keeps the marks in a bit set of ``ceil(n / 32)`` words: under ``vmap`` the
+    loop carries a few words per instance, not ``n`` marks."""
     n = parent.shape[0]
-    mark = jnp.zeros(n, dtype).at[start].set(1)
+    words = jnp.zeros((n + 31) // 32, jnp.uint32)
 
-    def double(_, carry):
-        mark, parent = carry
-        return mark.at[parent].max(mark), parent[parent]
+    def add(words, v):
+        bit = jnp.left_shift(jnp.uint32(1), (v % 32).astype(jnp.uint32))
+        return words.at[v // 32].set(words[v // 32] | bit)
 
-    return lax.fori_loop(0, max(n - 1, 0).bit_length(), double, (mark, parent))[0]
+    def cond(carry):
+        _, v, steps = carry
+        return (parent[v] != v) & (steps < n)
+
+    def step(carry):
+        words, v, steps = carry
+        return add(words, parent[v]), parent[v], steps + 1
+
+    start = jnp.asarray(start, jnp.int32)
+    words, root, _ = lax.while_loop(cond, step, (add(words, start), start, jnp.int32(0)))
+    index = jnp.arange(n, dtype=jnp.uint32)
+    bits = jnp.right_shift(words[index // 32], index % 32) & 1
+    return bits.astype(dtype), root
 
 
-def _grid_relax(dist, pred, w, offsets):
-    """One synchronous round: ``dist[v] <- min(dist[v], min_u dist[u] + w[v])`` over the
-    neighbours ``u`` of ``v``; ``pred[v]`` is the offset index of the first minimising ``u``."""
-    h, wd = dist.shape
+def _shifted(padded, di, dj, shape):
+    """``x[i + di, j + dj]`` for every tile ``(i, j)``, from ``x`` padded by one on each side."""
+    return lax.slice(padded, (1 + di, 1 + dj), (1 + di + shape[0], 1 + dj + shape[1]))
+
+
+def _grid_relax(dist, hops, rounds, w, offsets):
+    """One synchronous round, ``dist[v] <- min(dist[v], min_u dist[u] + w[v])`` over the
+    neighbours ``u`` of ``v``; ``hops[v]`` is the round that last lowered ``dist[v]``."""
     padded = jnp.pad(dist, 1, constant_values=jnp.inf)
-    best = idx = None
-    for k, (di, dj) in enumerate(offsets):
-        shifted = lax.slice(padded, (1 + di, 1 + dj), (1 + di + h, 1 + dj + wd))
-        if best is None:
-            best, idx = shifted, jnp.zeros(dist.shape, jnp.int8)
-        else:
-            better = shifted < best  # strict: among equal distances the first offset stays
-            best = jnp.where(better, shifted, best)
-            idx = jnp.where(better, jnp.int8(k), idx)
+    best = None
+    for di, dj in offsets:
+        shifted = _shifted(padded, di, dj, dist.shape)
+        best = shifted if best is None else jnp.where(shifted < best, shifted, best)
     cand = best + w  # min_u fl(d_u + w) = fl(min_u d_u + w): rounding is monotone
     improved = cand < dist
-    return jnp.where(improved, cand, dist), jnp.where(improved, idx, pred), improved
+    return jnp.where(improved, cand, dist), jnp.where(improved, rounds, hops), improved
+
+
+def _grid_parents(dist, hops, w, offsets):
+    """The flat index of each tile's predecessor on its path (its own index if none).
+
+    Round ``r`` of the synchronous iteration holds the cheapest walks of at most ``r`` steps, so
+    ``hops[v]``, the round that last lowered ``dist[v]``, is the fewest steps of a cheapest path to
+    ``v``, and every tight neighbour ``u`` (``dist[u] + w[v] == dist[v]``) has ``hops[u] >=
+    hops[v] - 1``. The predecessor is the first tight neighbour in ``offsets`` order with
+    ``hops[u] < hops[v]``, else (possible only when rounding hides a later improvement of ``u``)
+    the first tight one with ``dist[u] < dist[v]``. Both kinds of step lower ``hops`` or ``dist``
+    and neither raises ``dist`` (costs are >= 0), so the pointers form no cycle.
+    """
+    h, wd = dist.shape
+    d_pad = jnp.pad(dist, 1, constant_values=jnp.inf)
+    h_pad = jnp.pad(hops, 1, constant_values=jnp.iinfo(hops.dtype).max)
+    fewer = closer = jnp.full(dist.shape, -1, jnp.int32)
+    for k in reversed(range(len(offsets))):  # the first offset written last wins
+        du = _shifted(d_pad, *offsets[k], dist.shape)
+        tight = (du + w == dist) & jnp.isfinite(dist)
+        fewer = jnp.where(tight & (_shifted(h_pad, *offsets[k], dist.shape) < hops), k, fewer)
+        closer = jnp.where(tight & (du < dist), k, closer)
+    pred = jnp.where(fewer >= 0, fewer, closer)
+    parent = jnp.arange(h * wd, dtype=jnp.int32).reshape(h, wd)
+    for k, (di, dj) in enumerate(offsets):
+        parent = jnp.where(pred == k, parent + (di * wd + dj), parent)
+    return parent.ravel()
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2, 3))
@@ -104,15 +144,13 @@ def _grid_solve(w, source, target, neighbourhood):
     n = h * wd
     cost = jnp.maximum(w.astype(jnp.promote_types(w.dtype, jnp.float32)), 0)
     dist = jnp.full((h, wd), jnp.inf, cost.dtype).at[source].set(cost[source])
-    pred = jnp.full((h, wd), -1, jnp.int8)
+    hops = jnp.zeros((h, wd), jnp.int32)
     relax = functools.partial(_grid_relax, w=cost, offsets=offsets)
-    dist, pred, changing, rounds = bellman_ford(relax, dist, pred, n)
-    step = jnp.asarray([di * wd + dj for di, dj in offsets] + [0], jnp.int32)
-    flat = jnp.arange(n, dtype=jnp.int32)
-    parent = flat + step[jnp.where(pred < 0, len(offsets), pred).ravel()]
+    dist, hops, changing, rounds = bellman_ford(relax, dist, hops, n)
+    parent = _grid_parents(dist, hops, cost, offsets)
     src, tgt = source[0] * wd + source[1], target[0] * wd + target[1]
-    mark = mark_ancestors(parent, tgt, w.dtype)
-    ok = (mark[src] == 1) & jnp.isfinite(dist[target]) & ~changing & ~jnp.any(jnp.isnan(w))
+    mark, root = mark_ancestors(parent, tgt, w.dtype)
+    ok = (root == src) & jnp.isfinite(dist[target]) & ~changing & ~jnp.any(jnp.isnan(w))
     z = jnp.where(ok, mark, jnp.asarray(jnp.nan, w.dtype)).reshape(h, wd)
     return z, rounds
 
@@ -201,7 +239,7 @@ def grid_shortest_path(
     :math:`d_v \leftarrow \min(d_v, \min_{u \sim v} d_u + w_v)` per step of a
     ``jax.lax.while_loop`` until no distance changes (rounds = the largest number of steps of a
     cheapest path to any tile, plus one; under ``vmap`` a batch runs as many rounds as its slowest
-    grid), then the path is marked by pointer doubling. Distances are exact for the costs as
+    grid), then the path is marked by walking back from the target. Distances are exact for the costs as
     summed in floating point along the path from the source, so the returned path is optimal
     for those sums (with integer-valued costs, exactly optimal).
 

@@ -86,7 +86,7 @@ class PerturbationTarget:
     lam: Any = 1.0
     alpha: Any = 1.0
     target_tau: Any = None
-    central: bool = static_field(False)
+    central: bool = static_field(default=False)
 
     stateful = False
 

@@ -54,7 +54,7 @@ def test_aimle_state_follows_the_reference_rule_inside_scan():
         np.testing.assert_allclose(states.nnz[i], avg, rtol=1e-5)
         np.testing.assert_allclose(states.velocity[i], vel, rtol=1e-5, atol=1e-7)
         np.testing.assert_allclose(states.lam[i], lam, rtol=1e-5)
-        assert float(stats.stats.count[i]) == samples
+        assert float(stats.stats.estimates[i]) == samples
         assert float(stats.stats.nnz_sum[i]) == np.count_nonzero(diff)
     # The rule moved beta up and down: the trajectory is not constant.
     assert len(set(np.round(np.asarray(states.beta), 6).tolist())) > 2
@@ -98,7 +98,7 @@ def test_vmap_with_one_shared_state_moves_beta_by_one_step():
     new = target.update(state, stats)
 
     counts = _per_instance_nnz(sampler, oracle, noise, keys, thetas, w, 1.0, samples)
-    assert float(stats.stats.count) == b * samples
+    assert float(stats.stats.estimates) == b * samples
     assert float(stats.stats.nnz_sum) == counts.sum()
     assert float(stats.stats.calls) == b
     mean_nnz = counts.sum() / (b * samples)
@@ -127,7 +127,7 @@ def test_two_calls_in_one_loss_give_one_step_with_the_mean_over_both():
     one1 = jax.grad(lambda s: jnp.sum(sampler(k1, theta, state=s) * w1))
     one2 = jax.grad(lambda s: jnp.sum(sampler(k2, theta, state=s) * w2))
     s1, s2 = one1(state).stats, one2(state).stats
-    assert float(stats.stats.count) == 6
+    assert float(stats.stats.estimates) == 6
     assert float(stats.stats.nnz_sum) == float(s1.nnz_sum + s2.nnz_sum)
     new = target.update(state, stats)
     mean_nnz = float(s1.nnz_sum + s2.nnz_sum) / 6
@@ -175,14 +175,14 @@ def test_sharded_step_equals_one_device(check_vma):
     g_sharded, stats_sharded = jax.jit(sharded)(thetas, keys, w, state)
     np.testing.assert_array_equal(np.asarray(g_sharded), np.asarray(g_single))
     # Counts are exact; the summed step lam_sum may differ in the last bit (summation order).
-    for name in ("nnz_sum", "count", "calls"):
+    for name in ("nnz_sum", "estimates", "calls"):
         assert float(getattr(stats_sharded.stats, name)) == float(getattr(stats_single.stats, name))
     np.testing.assert_allclose(stats_sharded.stats.lam_sum, stats_single.stats.lam_sum, rtol=1e-6)
     new_sharded = target.update(state, stats_sharded)
     new_single = target.update(state, stats_single)
     for a, c in zip(jax.tree.leaves(new_sharded), jax.tree.leaves(new_single), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(c), rtol=1e-6)
-    assert float(stats_single.stats.count) == b * samples
+    assert float(stats_single.stats.estimates) == b * samples
 
 
 def test_update_without_statistics_leaves_the_state_unchanged():

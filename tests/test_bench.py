@@ -36,3 +36,15 @@ def test_bench_baseline_solves_the_transforms_inputs():
     copies = dict(fns, oracle_S=(fns["oracle_S"][0], fns["oracle_S_copies"][1]))
     with pytest.raises(AssertionError, match="theta \\+ eps"):
         imle_bench.check_baseline(*jitted, copies, lam=10.0)
+
+
+def test_noise_cost_runs_and_reports_every_sampler(tmp_path, capsys):
+    from experiments.benchmarks import noise_cost
+
+    out = tmp_path / "noise.json"
+    noise_cost.main(["--sizes", "4000", "--repeats", "2", "--json", str(out)])
+    assert "ns/element" in capsys.readouterr().out
+    rows = json.loads(out.read_text())["rows"]
+    assert {r["sampler"] for r in rows} == set(noise_cost.samplers())
+    assert {r["elements"] for r in rows} == {4000}
+    assert all(r["ns_per_element"]["median"] > 0 for r in rows)

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 import imlejax._host
-from imlejax._host import bipartite_matching, host_oracle
-from imlejax._oracles import check_oracle
+from imlejax import bipartite_matching, check_oracle, host_oracle
 
 
 def _normal(seed, shape):

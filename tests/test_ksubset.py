@@ -12,6 +12,7 @@ import scipy.special
 import scipy.stats
 
 from imlejax import ksubset
+from imlejax.ksubset import _dp
 
 CASES = [(10, 5), (6, 1), (6, 6), (7, 3)]
 TAUS = [1.0, 0.5, 3.0]
@@ -106,7 +107,7 @@ def test_checkpointed_forward_backward():
     theta_np = logits_for(m, seed=21)
     _, log_z, _, mu, cov = oracle(theta_np, k, tau)
     x = jnp.asarray(theta_np, jnp.float32)
-    fb = jax.jit(lambda x: ksubset._forward_backward(x, k, block=3))
+    fb = jax.jit(lambda x: _dp.forward_backward(x, k, block=3))
     a, marg = fb(x)
     np.testing.assert_allclose(a, log_z, rtol=2e-6)
     np.testing.assert_allclose(marg, mu, rtol=2e-5, atol=2e-6)

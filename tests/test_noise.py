@@ -13,7 +13,7 @@ import pytest
 from scipy import stats
 
 import imlejax as ij
-from imlejax import _sog_table
+from imlejax._sog import _cdf, _sampler, _table
 
 EULER_GAMMA = 0.5772156649015329
 Z_5E4 = stats.norm.isf(0.25e-3)  # two-sided z-test at alpha = 5e-4 (3.48), two per test
@@ -179,47 +179,47 @@ def test_cdf_k1_is_renyi(terms):
     f_exact = np.exp(terms * np.log1p(-np.exp(-x)))
     s_exact = -np.expm1(terms * np.log1p(-np.exp(-x)))
     # relative error ~1e-14 |log F|: ~5e-12 at F = 1e-300
-    np.testing.assert_allclose(_sog_table.cdf(x, 1, terms), f_exact, rtol=1e-11, atol=0)
-    np.testing.assert_allclose(_sog_table.sf(x, 1, terms), s_exact, rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(_cdf.cdf(x, 1, terms), f_exact, rtol=1e-11, atol=0)
+    np.testing.assert_allclose(_cdf.sf(x, 1, terms), s_exact, rtol=1e-9, atol=1e-15)
 
 
 @pytest.mark.parametrize("k", [1, 3, 20])
 def test_cdf_one_term_is_gamma(k):
     x = np.array([1e-8, 1e-3, 0.1, 1.0, 5.0, 30.0, 100.0])
     ref = stats.gamma(1.0 / k, scale=k)
-    np.testing.assert_allclose(_sog_table.cdf(x, k, 1), ref.cdf(x), rtol=1e-12)
-    np.testing.assert_allclose(_sog_table.sf(x, k, 1), ref.sf(x), rtol=1e-12)
+    np.testing.assert_allclose(_cdf.cdf(x, k, 1), ref.cdf(x), rtol=1e-12)
+    np.testing.assert_allclose(_cdf.sf(x, k, 1), ref.sf(x), rtol=1e-12)
 
 
 def test_cdf_edge_values():
     x = np.array([-1.0, 0.0, np.inf, np.nan])
-    np.testing.assert_array_equal(_sog_table.cdf(x, 5, 10), [0.0, 0.0, 1.0, np.nan])
-    np.testing.assert_array_equal(_sog_table.sf(x, 5, 10), [1.0, 1.0, 0.0, np.nan])
-    assert np.ndim(_sog_table.cdf(2.0, 5, 10)) == 0
+    np.testing.assert_array_equal(_cdf.cdf(x, 5, 10), [0.0, 0.0, 1.0, np.nan])
+    np.testing.assert_array_equal(_cdf.sf(x, 5, 10), [1.0, 1.0, 0.0, np.nan])
+    assert np.ndim(_cdf.cdf(2.0, 5, 10)) == 0
     with pytest.raises(ValueError):
-        _sog_table.cdf(1.0, 0, 10)
+        _cdf.cdf(1.0, 0, 10)
     with pytest.raises(ValueError):
-        _sog_table.cdf(1.0, 5, 0)
+        _cdf.cdf(1.0, 5, 0)
 
 
 @pytest.mark.parametrize("k, terms", [(1, 10), (5, 10), (10, 100), (100, 10), (7, 1), (5, 1000)])
 def test_table_sup_cdf_error(k, terms):
-    assert _sog_table.max_cdf_error(k, terms) < 1e-8
-    assert _sog_table.max_cdf_error(k, terms, np.float32) < 1e-6
+    assert _table.max_cdf_error(k, terms) < 1e-8
+    assert _table.max_cdf_error(k, terms, np.float32) < 1e-6
 
 
 @pytest.mark.parametrize("k, terms", [(5, 10), (3, 4), (100, 10)])
 def test_table_sampler_matches_exact_cdf(k, terms):
     # KS test of X (before the affine map) against the exact CDF; false-failure rate 1e-3.
-    x = jax.jit(lambda kk: _sog_table.sample_standard(kk, (20_000,), k, terms))(jax.random.key(5))
-    assert stats.kstest(_np(x), lambda v: _sog_table.cdf(v, k, terms)).pvalue > 1e-3
+    x = jax.jit(lambda kk: _sampler.sample_standard(kk, (20_000,), k, terms))(jax.random.key(5))
+    assert stats.kstest(_np(x), lambda v: _cdf.cdf(v, k, terms)).pvalue > 1e-3
 
 
 def test_direct_sampler_matches_exact_cdf(direct_draw):
     # The reference sampler against the exact CDF (an independent check of the CDF itself), on
     # X = k eps / tau + log s; KS test, false-failure rate 1e-3.
     x = DIRECT_K * direct_draw[:, 0] + math.log(DIRECT_TERMS)
-    assert stats.kstest(x, lambda v: _sog_table.cdf(v, DIRECT_K, DIRECT_TERMS)).pvalue > 1e-3
+    assert stats.kstest(x, lambda v: _cdf.cdf(v, DIRECT_K, DIRECT_TERMS)).pvalue > 1e-3
 
 
 def test_table_matches_direct_two_sample(direct_draw):
@@ -235,19 +235,19 @@ def test_table_float64_sampler_is_the_measured_map():
     key = jax.random.key(8)
     with jax.enable_x64(True):
         f64 = jnp.dtype(jnp.float64)
-        u = _np(jax.jit(lambda kk: _sog_table._uniform_open(kk, (4096,), f64))(key))
-        x = _np(jax.jit(lambda kk: _sog_table.sample_standard(kk, (4096,), k, terms, f64))(key))
+        u = _np(jax.jit(lambda kk: _sampler._uniform_open(kk, (4096,), f64))(key))
+        x = _np(jax.jit(lambda kk: _sampler.sample_standard(kk, (4096,), k, terms, f64))(key))
     m = u * 2.0**52 - 0.5
     np.testing.assert_array_equal(m, np.round(m))
     assert np.all((u > 0) & (u < 1))
-    table = _sog_table._table(k, terms)
-    expected = np.exp(table.shift + _sog_table._cubic(np, u, table.coef))
+    table = _table._table(k, terms)
+    expected = np.exp(table.shift + _table._cubic(np, u, table.coef))
     np.testing.assert_allclose(x, expected, rtol=1e-13)
 
 
 def test_float32_uniforms_are_cell_centres():
     f32 = jnp.dtype(jnp.float32)
-    u = _np(jax.jit(lambda kk: _sog_table._uniform_open(kk, (100_000,), f32))(jax.random.key(9)))
+    u = _np(jax.jit(lambda kk: _sampler._uniform_open(kk, (100_000,), f32))(jax.random.key(9)))
     m = u * 2.0**23 - 0.5
     np.testing.assert_array_equal(m, np.round(m))
     assert m.min() >= 0 and m.max() <= 2**23 - 1
@@ -258,23 +258,24 @@ def test_float32_uniforms_are_cell_centres():
 
 
 @pytest.mark.parametrize(
-    "kwargs",
+    "kwargs,error",
     [
-        dict(k=0),
-        dict(k=-2),
-        dict(k=2.5),
-        dict(k=2.0),
-        dict(k=True),
-        dict(k=5, terms=0),
-        dict(k=5, terms=2.5),
-        dict(k=5, tau=0.0),
-        dict(k=5, tau=-1.0),
-        dict(k=5, tau=float("nan")),
-        dict(k=5, method="bad"),
+        (dict(k=0), ValueError),
+        (dict(k=-2), ValueError),
+        (dict(k=2.5), TypeError),
+        (dict(k=2.0), TypeError),
+        (dict(k=True), TypeError),
+        (dict(k=5, terms=0), ValueError),
+        (dict(k=5, terms=2.5), TypeError),
+        (dict(k=5, tau=0.0), ValueError),
+        (dict(k=5, tau=-1.0), ValueError),
+        (dict(k=5, tau=float("nan")), ValueError),
+        (dict(k=5, method="bad"), ValueError),
     ],
 )
-def test_sog_rejects_bad_parameters(kwargs):
-    with pytest.raises(ValueError):
+def test_sog_rejects_bad_parameters(kwargs, error):
+    # A value out of range is a ValueError, a value of the wrong type a TypeError.
+    with pytest.raises(error):
         ij.sog(**kwargs)
 
 
@@ -382,8 +383,8 @@ def test_sog_table_for_k_much_larger_than_terms(k):
 
     eps = np.asarray(ij.sog(k).sample(jax.random.key(0), (20_000,)))
     assert np.all(np.isfinite(eps))
-    assert _sog_table.max_cdf_error(k, 10) < 1e-6
-    assert _sog_table.max_cdf_error(k, 10, dtype=np.float32) < 1e-6
+    assert _table.max_cdf_error(k, 10) < 1e-6
+    assert _table.max_cdf_error(k, 10, dtype=np.float32) < 1e-6
     # Mean (tau/k)(H_10 - log 10): z-test, threshold 4.5 (false-failure rate 7e-6).
     mean = (sum(1 / j for j in range(1, 11)) - np.log(10)) / k
     se = np.sqrt(sum(1 / j**2 for j in range(1, 11)) / k / eps.size)

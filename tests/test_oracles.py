@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from imlejax._oracles import argmax, check_oracle, top_k
+from imlejax import argmax, check_oracle, top_k
 
 HALF_AND_SINGLE = [jnp.bfloat16, jnp.float16, jnp.float32]
 
@@ -179,6 +179,22 @@ def test_top_k_name_hash_and_static_use():
 def test_top_k_has_zero_gradient():
     g = jax.grad(lambda t: jnp.sum(top_k(2)(t) * t))(jnp.array([1.0, 3.0, 2.0]))
     np.testing.assert_array_equal(g, [0.0, 1.0, 1.0])
+    _, tangent = jax.jvp(top_k(2), (jnp.array([1.0, 3.0, 2.0]),), (jnp.ones(3),))
+    np.testing.assert_array_equal(tangent, [0.0, 0.0, 0.0])
+
+
+@pytest.mark.parametrize("oracle", [top_k(3), argmax()], ids=["top_k", "argmax"])
+def test_vmapped_oracles_fold_batch_axes_into_one_2d_top_k(oracle):
+    # vmap's batch axes are folded into the rows of one 2-D TopK, so that XLA fuses the
+    # computation of the scores (e.g. theta + noise) into the kernel's input
+    theta = _normal(2, (4, 5, 7))
+    hlo = jax.jit(jax.vmap(jax.vmap(oracle))).lower(theta).as_text()
+    assert "chlo.top_k" in hlo and "tensor<20x7xf32> -> (tensor<20x" in hlo, hlo
+    np.testing.assert_array_equal(jax.vmap(jax.vmap(oracle))(theta), oracle(theta))
+    # batch axes that are not leading: the oracle acts along axis 0 of theta
+    inner = jax.vmap(oracle, in_axes=1, out_axes=1)
+    expected = jnp.moveaxis(oracle(jnp.moveaxis(theta, 0, -1)), -1, 0)
+    np.testing.assert_array_equal(jax.jit(jax.vmap(inner, in_axes=2, out_axes=2))(theta), expected)
 
 
 # -------------------------------------------------------------------------------------- argmax

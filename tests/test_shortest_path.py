@@ -192,6 +192,16 @@ def test_grid_float64_resolves_differences_float32_cannot():
     np.testing.assert_array_equal(z, _reference_grid(base, 8, (0, 0), (5, 5))[0])
 
 
+def test_grid_rounding_that_hides_a_later_improvement_still_gives_the_optimal_path():
+    # In float32, 2.5 + 1e8 == 2.3 + 1e8: the tile (0, 3) keeps the distance it got in round 3
+    # through (0, 2) reached the short way (cost 2.5, two steps), while (0, 2) improves in round 4
+    # the long way (cost 2.3, four steps). The predecessor rule falls back to the closer tile.
+    w = np.array([[1.0, 0.5, 1.0, 1e8], [0.1, 0.1, 0.1, np.inf]], np.float32)
+    assert np.float32(2.5) + np.float32(1e8) == np.float32(2.3) + np.float32(1e8)
+    z = ij.grid_shortest_path(neighbourhood=4, target=(0, 3))(w)
+    np.testing.assert_array_equal(z, [[1, 0, 1, 1], [1, 1, 1, 0]])
+
+
 def test_grid_negative_costs_are_clamped_and_non_finite_costs_documented():
     solve = _batched_solver(8, (0, 0), (6, 8))  # compiled for a batch of 16 grids of 7 x 9
     w = np.random.default_rng(0).normal(size=(16, 7, 9)).astype(np.float32)
@@ -226,6 +236,10 @@ def test_grid_inside_imle_gradient_by_hand():
     np.testing.assert_array_equal(z, [[1, 1], [0, 1]])
     grad = jax.grad(lambda w: jnp.sum(sampler(jax.random.key(0), w) * g))(w)
     np.testing.assert_array_equal(grad, [[0, -1], [1, 0]])
+
+
+@pytest.mark.slow
+def test_grid_inside_imle_with_noise_jitted():
     # With noise and samples, jitted: finite gradients of the costs' shape that move the path
     # towards the gold diagonal (lower costs on it, higher off it, on average).
     noisy = ij.imle(

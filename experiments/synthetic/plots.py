@@ -13,12 +13,19 @@ from matplotlib.colors import TwoSlopeNorm  # noqa: E402
 
 NOISE_LABEL = {"sog": "SoG(k=5, τ=1, s=10)", "gumbel": "Gumbel(0, 1)"}
 
+_DPI = [130]
+
+
+def configure(dpi: int = 130) -> None:
+    """Sets the resolution of the figures written afterwards."""
+    _DPI[0] = int(dpi)
+
 
 def _fmt(v: float) -> str:
     return f"{v:g}"
 
 
-def _heat(ax, values, lams, lrs, title, cmap, norm=None, vmin=None, vmax=None, fmt="{:.2f}"):
+def _heat(ax, values, lams, lrs, title, cmap, norm=None, vmin=None, vmax=None, marks=None):
     im = ax.imshow(
         values, origin="lower", aspect="auto", cmap=cmap, norm=norm, vmin=vmin, vmax=vmax
     )
@@ -30,35 +37,33 @@ def _heat(ax, values, lams, lrs, title, cmap, norm=None, vmin=None, vmax=None, f
     if values.size <= 200:
         for i in range(values.shape[0]):
             for j in range(values.shape[1]):
-                ax.text(j, i, fmt.format(values[i, j]), ha="center", va="center", fontsize=5)
+                star = "*" if marks is not None and marks[i, j] else ""
+                ax.text(j, i, f"{values[i, j]:.2f}{star}", ha="center", va="center", fontsize=5)
     plt.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
 
 
-def heatmap_triplet(path: pathlib.Path, sog, gumbel, lams, lrs, quantity: str, suptitle: str):
-    """SoG, Gumbel and SoG - Gumbel (blue = SoG lower) heat maps over (lam, lr)."""
+def heatmap_triplet(
+    path: pathlib.Path, sog, gumbel, lams, lrs, quantity: str, suptitle: str, p_values=None
+):
+    """SoG, Gumbel and SoG - Gumbel (blue = SoG lower) heat maps over (lam, lr).
+
+    ``p_values``: per-cell p-values of the comparison; cells below 0.05 get a ``*`` in the
+    difference map.
+    """
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
     vmin = float(min(sog.min(), gumbel.min()))
     vmax = float(max(sog.max(), gumbel.max()))
-    _heat(
-        axes[0],
-        sog,
-        lams,
-        lrs,
-        f"{quantity}, I-MLE with {NOISE_LABEL['sog']}",
-        "viridis",
-        vmin=vmin,
-        vmax=vmax,
-    )
-    _heat(
-        axes[1],
-        gumbel,
-        lams,
-        lrs,
-        f"{quantity}, I-MLE with {NOISE_LABEL['gumbel']}",
-        "viridis",
-        vmin=vmin,
-        vmax=vmax,
-    )
+    for ax, values, nm in ((axes[0], sog, "sog"), (axes[1], gumbel, "gumbel")):
+        _heat(
+            ax,
+            values,
+            lams,
+            lrs,
+            f"{quantity}, I-MLE with {NOISE_LABEL[nm]}",
+            "viridis",
+            vmin=vmin,
+            vmax=vmax,
+        )
     diff = sog - gumbel
     lim = float(np.abs(diff).max()) or 1.0
     _heat(
@@ -66,48 +71,77 @@ def heatmap_triplet(path: pathlib.Path, sog, gumbel, lams, lrs, quantity: str, s
         diff,
         lams,
         lrs,
-        "SoG − Gumbel (blue: SoG lower)",
+        "SoG − Gumbel (blue: SoG lower; *: p < 0.05)",
         "RdBu_r",
         norm=TwoSlopeNorm(0.0, -lim, lim),
+        marks=None if p_values is None else np.asarray(p_values) < 0.05,
     )
-    fig.suptitle(suptitle, fontsize=10)
+    fig.suptitle(suptitle, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
+    fig.savefig(path, dpi=_DPI[0])
     plt.close(fig)
 
 
-def ste_sfe_figure(path: pathlib.Path, res: dict, loss_min: float):
+def ste_sfe_figure(path: pathlib.Path, res: dict, setting: str):
     """STE with SoG and Gumbel over learning rates, and SFE (mean and std) over learning rates."""
-    fig, axes = plt.subplots(1, 4, figsize=(17, 4))
+    fig, axes = plt.subplots(1, 4, figsize=(17, 4.2))
     lrs = np.asarray(res["ste_lrs"])
     for nm, color in (("sog", "C0"), ("gumbel", "C1")):
         mean = np.asarray(res["ste"][nm]["final_mean"])
         std = np.asarray(res["ste"][nm]["final_std"])
         axes[0].plot(lrs, mean, "o-", color=color, label=f"STE, {NOISE_LABEL[nm]}")
         axes[0].fill_between(lrs, mean - std, mean + std, color=color, alpha=0.2)
-    axes[0].axhline(loss_min, color="k", ls=":", lw=1, label="min_z ||z − b||²")
-    axes[0].set_title(f"STE: final L after {res['ste_steps']} steps ({res['ste_runs']} runs)")
+    axes[0].axhline(0.0, color="k", ls=":", lw=1)
+    axes[0].set_title(f"STE: final gap after {res['ste_steps']} steps ({res['ste_runs']} runs)")
     diff = np.asarray(res["ste"]["sog"]["final_mean"]) - np.asarray(
         res["ste"]["gumbel"]["final_mean"]
     )
     axes[1].bar(range(len(lrs)), diff, color=np.where(diff < 0, "tab:blue", "tab:red"))
-    axes[1].set_xticks(range(len(lrs)), [_fmt(x) for x in lrs], rotation=90, fontsize=7)
+    axes[1].set_xticks(range(len(lrs)), [f"{x:.3g}" for x in lrs], rotation=90, fontsize=7)
     axes[1].axhline(0.0, color="k", lw=0.8)
     axes[1].set_title("STE: SoG − Gumbel mean (blue: SoG lower)")
     slrs = np.asarray(res["sfe_lrs"])
     axes[2].plot(slrs, res["sfe"]["final_mean"], "o-", color="C2")
-    axes[2].axhline(loss_min, color="k", ls=":", lw=1)
-    axes[2].set_title(f"SFE: mean final L, {res['sfe_steps']} steps ({res['sfe_runs']} runs)")
+    axes[2].axhline(0.0, color="k", ls=":", lw=1)
+    axes[2].set_title(f"SFE: mean final gap, {res['sfe_steps']} steps ({res['sfe_runs']} runs)")
     axes[3].plot(slrs, res["sfe"]["final_std"], "o-", color="C3")
-    axes[3].set_title("SFE: std of final L")
+    axes[3].set_title("SFE: std of the final gap")
     for ax in (axes[0], axes[2], axes[3]):
         ax.set_xscale("log")
         ax.set_xlabel("learning rate")
     axes[1].set_xlabel("learning rate")
-    axes[0].set_ylabel("L(θ)")
+    axes[0].set_ylabel("L(θ) − min L")
     axes[0].legend(fontsize=7)
+    fig.suptitle(setting, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
+    fig.savefig(path, dpi=_DPI[0])
+    plt.close(fig)
+
+
+def ablation_figure(path: pathlib.Path, rows: list[dict]):
+    """Cells where SoG is significantly lower / higher, in mean and std, per configuration."""
+    labels = [f"θ₀={r['theta0']}\nb={r['b']}\ngrid={r['grid']}" for r in rows]
+    x = np.arange(len(rows))
+    fig, axes = plt.subplots(1, 2, figsize=(16, 4.6), sharey=False)
+    for ax, claim, title in (
+        (axes[0], "sog_lower_loss", "mean of the final gap"),
+        (axes[1], "sog_lower_variance", "std of the final gap"),
+    ):
+        cells = np.array([r["claims"][claim]["cells"] for r in rows], float)
+        lower = np.array([r["claims"][claim]["sog_lower"] for r in rows]) / cells
+        sig = np.array([r["claims"][claim]["significant"] for r in rows]) / cells
+        gsig = np.array([r["claims"][claim]["gumbel_significant"] for r in rows]) / cells
+        ax.bar(x - 0.27, lower, 0.27, label="SoG lower", color="tab:blue", alpha=0.5)
+        ax.bar(x, sig, 0.27, label="SoG significantly lower", color="tab:blue")
+        ax.bar(x + 0.27, gsig, 0.27, label="Gumbel significantly lower", color="tab:red")
+        ax.axhline(0.5, color="k", ls=":", lw=1)
+        ax.set_xticks(x, labels, fontsize=7)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("fraction of the grid's cells")
+        ax.set_title(f"SoG vs Gumbel, {title}", fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=_DPI[0])
     plt.close(fig)
 
 
@@ -146,7 +180,7 @@ def runtime_figure(path: pathlib.Path, res: dict):
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("seconds")
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
+    fig.savefig(path, dpi=_DPI[0])
     plt.close(fig)
 
 
@@ -194,20 +228,41 @@ def quality_figure(path: pathlib.Path, res: dict, lam_ref: float):
         fontsize=10,
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
+    fig.savefig(path, dpi=_DPI[0])
     plt.close(fig)
 
 
 def curves_figure(path: pathlib.Path, curves: dict, title: str):
-    """Mean loss curves of selected cells: ``curves[label] = (mean_curve, std_final)``."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label, curve in curves.items():
-        ax.plot(np.arange(len(curve)), curve, label=label)
-    ax.set_xlabel("step")
-    ax.set_ylabel("mean exact L(θ)")
-    ax.set_title(title, fontsize=9)
+    """Mean ± std of the gap per step for each entry of ``curves`` (Fig. 3 of the paper).
+
+    SFE curves longer than the others are drawn every tenth step against ``step / 10``, as the
+    authors' figure does ("SFE (steps x 10)").
+    """
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    lengths = [len(c["curve_mean"]) for c in curves.values()]
+    short = min(lengths)
+    for i, (name, c) in enumerate(curves.items()):
+        mean, std = np.asarray(c["curve_mean"]), np.asarray(c["curve_std"])
+        every = 10 if name == "sfe" and len(mean) >= 10 * (short - 1) else 1
+        mean, std = mean[::every], std[::every]
+        label = _curve_label(name, c) + (" (steps × 10)" if every > 1 else "")
+        steps = np.arange(len(mean))
+        ax.plot(steps, mean, color=f"C{i}", label=label)
+        ax.fill_between(steps, mean - std, mean + std, color=f"C{i}", alpha=0.25)
+    ax.set_xlabel("optimisation step")
+    ax.set_ylabel("optimality gap L(θ) − min L")
+    ax.set_ylim(bottom=0)
+    ax.set_title(title, fontsize=8)
     ax.legend(fontsize=7)
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
+    fig.savefig(path, dpi=_DPI[0])
     plt.close(fig)
+
+
+def _curve_label(name: str, c: dict) -> str:
+    kind = name.split("_")[0]
+    head = {"imle": "I-MLE", "ste": "STE", "sfe": "SFE"}[kind]
+    noise = f", {NOISE_LABEL[c['noise']]}" if "noise" in c else ""
+    lam = f", λ={c['lam']:g}" if "lam" in c else ""
+    return f"{head}{noise}{lam}, lr={c['lr']:.3g} ({c['runs']} runs)"

@@ -71,9 +71,9 @@ def parameter_points(problem: Problem, points: int, seed: int) -> jax.Array:
     return jax.random.normal(jax.random.key(seed), (points, problem.m), jnp.float32)
 
 
-def _draw(grad_fn: Callable, key: jax.Array, theta: jax.Array, lam, n: int) -> jax.Array:
+def _draw(grad_fn: Callable, key: jax.Array, theta: jax.Array, lam, b, n: int) -> jax.Array:
     keys = jax.random.split(key, n)
-    return jax.vmap(lambda k: grad_fn(k, theta, lam))(keys)
+    return jax.vmap(lambda k: grad_fn(k, theta, lam, b))(keys)
 
 
 def _average(per_point: list[dict]) -> dict:
@@ -129,15 +129,17 @@ def run_quality(
             res[f"mu_err_{name}"] = jnp.max(jnp.abs(z.mean(0) - probs @ problem.states))
         return res
 
+    b = problem.b
+
     @jax.jit
     def point_draws(key, theta, lam_arr):
         """Every draw needed at one parameter point, in one compiled function."""
         out = {
-            f"imle_{nm}": jax.vmap(lambda lam, f=f: _draw(f, key, theta, lam, n))(lam_arr)
+            f"imle_{nm}": jax.vmap(lambda lam, f=f: _draw(f, key, theta, lam, b, n))(lam_arr)
             for nm, f in imle_fns.items()
         }
-        out.update({f"ste_{nm}": _draw(f, key, theta, 0.0, n) for nm, f in ste_fns.items()})
-        out["sfe"] = _draw(sfe_fn, key, theta, 0.0, n)
+        out.update({f"ste_{nm}": _draw(f, key, theta, 0.0, b, n) for nm, f in ste_fns.items()})
+        out["sfe"] = _draw(sfe_fn, key, theta, 0.0, b, n)
         for (nm, s), f in aimle_fns.items():
             keys = jax.random.split(jax.random.fold_in(key, s), max(n // s, 2))
             out[f"aimle_{nm}_{s}"] = jax.vmap(lambda kk, f=f: f(kk, theta, target.init())[0])(keys)

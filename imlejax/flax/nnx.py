@@ -252,5 +252,7 @@ def apply_aimle_update(model: nnx.Module, grads: nnx.State) -> nnx.State:
             )
         stats = variable.get_value() if hasattr(variable, "get_value") else variable
         target = adaptive_target(layer.estimator)
-        layer.aimle.set_value(target.update(layer.aimle.get_value(), stats))
+        variable_of_layer = layer.aimle
+        assert variable_of_layer is not None
+        variable_of_layer.set_value(target.update(variable_of_layer.get_value(), stats))
     return rest
