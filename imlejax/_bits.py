@@ -60,9 +60,14 @@ def threefry2x32(
     return x0, x1
 
 
+def _flag(name: str) -> Any:
+    """The current value of a JAX configuration option."""
+    return getattr(jax.config, name)
+
+
 def _threefry_key_data(key: Any) -> jax.Array | None:
     """The ``uint32[2]`` data of a threefry key (typed or raw), or None for another kind."""
-    if not jax.config.jax_threefry_partitionable:
+    if not _flag("jax_threefry_partitionable"):
         return None
     if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         if str(jax.random.key_impl(key)) != "threefry2x32":
@@ -70,7 +75,7 @@ def _threefry_key_data(key: Any) -> jax.Array | None:
         return jax.random.key_data(key)
     key = jnp.asarray(key)
     if key.dtype == jnp.uint32 and key.shape == (2,):
-        if str(jax.config.jax_default_prng_impl) != "threefry2x32":
+        if str(_flag("jax_default_prng_impl")) != "threefry2x32":
             return None
         return key
     return None
@@ -125,7 +130,7 @@ def gumbel(key: Any, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Ar
       True
     """
     dtype = jnp.dtype(dtype)
-    if jax.config.jax_high_dynamic_range_gumbel or dtype not in (
+    if _flag("jax_high_dynamic_range_gumbel") or dtype not in (
         jnp.dtype(jnp.float32),
         jnp.dtype(jnp.float64),
     ):

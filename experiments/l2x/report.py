@@ -187,7 +187,7 @@ def plot_curves(runs: list[dict], path: Path, k: int = 10) -> None:
     fig, axes = plt.subplots(2, len(aspects), figsize=(4.2 * len(aspects), 6.4), squeeze=False)
     standin = all(r["generated_standin"] for r in runs)
     for j, aspect in enumerate(aspects):
-        for method in METHODS:
+        for i, method in enumerate(METHODS):
             rs = [r for r in runs if r["aspect_name"] == aspect and r["method"] == method]
             if not rs:
                 continue
@@ -196,15 +196,17 @@ def plot_curves(runs: list[dict], path: Path, k: int = 10) -> None:
             val = np.mean([[100 * h["val_mse"] for h in r["history"][:n]] for r in rs], axis=0)
             prec = np.mean([[100 * h["precision"] for h in r["history"][:n]] for r in rs], axis=0)
             label = f"{METHODS[method].label} (n={len(rs)})"
-            axes[0, j].plot(epochs, val, marker=".", label=label)
-            axes[1, j].plot(epochs, prec, marker=".", label=label)
+            style = dict(marker=".", color=f"C{i}", label=label)  # one colour per method
+            axes[0, j].plot(epochs, val, **style)
+            axes[1, j].plot(epochs, prec, **style)
         axes[0, j].set_title(f"{aspect}, k={k}")
         axes[0, j].set_ylabel("validation MSE ×100")
         axes[1, j].set_ylabel("subset precision %")
         axes[1, j].set_xlabel("epoch")
         for ax in axes[:, j]:
             ax.grid(alpha=0.3)
-    axes[0, -1].legend(fontsize=7)
+    for ax in axes[0]:
+        ax.legend(fontsize=6)
     title = "Learning to explain: mean over seeds"
     fig.suptitle(title + (f"\n({STANDIN} data)" if standin else ""), fontsize=10)
     fig.tight_layout()
@@ -335,7 +337,8 @@ def main(argv=None) -> list[dict]:
         raise SystemExit(f"no runs under {root}")
     rows = summarize(runs, a.epochs)
     write_tables(runs, rows, docs / "results")
-    plot_curves(runs, docs / "figures" / "l2x_curves.png")
+    complete = [r for r in runs if a.epochs is None or r["epochs_completed"] >= a.epochs]
+    plot_curves(complete, docs / "figures" / "l2x_curves.png")
     if a.rationale:
         aspect, method, seed = a.rationale
         run = root / aspect / f"{method}_k10" / f"seed{seed}"
