@@ -258,6 +258,7 @@ def _tiny_model(data, method, k=3, seed=0):
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_window_gives_the_full_length_scores(corpus):
     data = load_beer(corpus, 0)
     w = window(data.x_train, data.x_val, data.x_test, data.x_ann)
