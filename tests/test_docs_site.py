@@ -27,7 +27,7 @@ PUBLIC_MODULES = {
     "imlejax.flax.linen": ROOT / "imlejax" / "flax" / "linen.py",
 }
 # Folders under docs/ that hold no pages of the site (mkdocs.yml: exclude_docs).
-NOT_PAGES = ("_hooks", "results", "tutorials/output")
+NOT_PAGES = ("_hooks",)
 _DIRECTIVE = re.compile(r"^::: +([\w.]+)\s*$", re.M)
 _NAV_ENTRY = re.compile(r"^\s*-\s+(?:[^:\n]+:\s+)?([\w./-]+\.md)\s*$")
 

@@ -10,6 +10,9 @@ mkdocstrings renders them this extension rewrites, in each docstring:
   then in ``imlejax``); a leading ``~`` shows the last component only;
 * a paragraph ending in ``::`` followed by an indented literal block as a fenced Python block;
 * the section title ``Example:`` as ``Examples:`` (Google style's name for doctest sections).
+
+It also shows a parameter default that is a module constant (``noise=DEFAULT_NOISE``) as the
+constant's ``repr`` (``noise=Gumbel(tau=1.0)``), the value a caller gets.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ _MATH_ROLE = re.compile(r":math:`([^`]*)`")
 _MATH_BLOCK = re.compile(r"^(?P<indent> *)\.\. math::(?P<first>.*)$")
 _LITERAL = re.compile(r"^(?P<indent> *)(?P<text>\S.*?)\s*::\s*$")
 _EXAMPLE = re.compile(r"^(?P<indent> *)Example:\s*$")
+_CONSTANT = re.compile(r"^_?[A-Z][A-Z0-9_]*$")
 
 
 def _documented() -> set[str]:
@@ -146,6 +150,13 @@ class RstDocstrings(griffe.Extension):
         return "\n".join(out)
 
     def on_instance(self, *, obj: griffe.Object, **kwargs: object) -> None:
-        """Rewrites the docstring of every object griffe loads."""
+        """Rewrites the docstring of every object griffe loads, and constant defaults."""
         if obj.docstring is not None:
             obj.docstring.value = self.convert(obj.docstring.value, _public_module(obj.path))
+        if isinstance(obj, griffe.Function):
+            for parameter in obj.parameters:
+                name = str(parameter.default) if parameter.default is not None else ""
+                if _CONSTANT.match(name):
+                    module = importlib.import_module(obj.module.path)
+                    if hasattr(module, name):
+                        parameter.default = repr(getattr(module, name))
