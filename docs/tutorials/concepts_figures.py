@@ -71,10 +71,12 @@ def main(argv=None):
         freq[name] = frequencies(z, eye)
     se = np.sqrt(exact * (1 - exact) / n)
     z_gumbel = np.abs(freq["Gumbel(0, 1)"] - exact) / se
-    print("argmax, theta =", np.asarray(theta).tolist())
-    print("  exact softmax(theta)   ", np.round(exact, 4).tolist())
+    print("argmax, theta =", np.asarray(theta, np.float64).round(3).tolist())
+    print("  exact softmax(theta)   ", np.round(exact.astype(np.float64), 4).tolist())
     for name, f in freq.items():
-        print(f"  {name:<22} ", np.round(f, 4).tolist(), f" TV {tv(f, exact):.4f}")
+        print(
+            f"  {name:<22} ", np.round(f.astype(np.float64), 4).tolist(), f" TV {tv(f, exact):.4f}"
+        )
     print(f"  Gumbel: max |freq - p| / stderr = {z_gumbel.max():.2f}")
     assert z_gumbel.max() < 4.5  # exact (false-failure rate below 6 * 7e-6)
     assert tv(freq["Normal(0, 1)"], exact) > 5 * tv(freq["Gumbel(0, 1)"], exact)
@@ -109,7 +111,7 @@ def main(argv=None):
     }
     freq = {name: frequencies(z, states) for name, z in draws.items()}
     exact_marg = np.asarray(ij.ksubset.marginals(theta, k))
-    print(f"\n{k}-subsets of {m} items, theta =", np.asarray(theta).tolist())
+    print(f"\n{k}-subsets of {m} items, theta =", np.asarray(theta, np.float64).round(3).tolist())
     print(f"  {'':<34} {'TV to exact':>11} {'max |marginal error|':>21}")
     for name, z in draws.items():
         marg = np.asarray(z).mean(axis=0)
