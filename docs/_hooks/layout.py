@@ -1,9 +1,10 @@
-"""MkDocs hook: the tutorials show their scripts' code, written to 100 columns; their pages hide
-the table of contents (a short one) so that the code gets the width of the page."""
+"""MkDocs hook: pages with wide content hide their (short) table of contents, so that the content
+gets the width of the page: the tutorials show their scripts' code, written to 100 columns, and
+the Choosing page has a six-column decision table."""
 
 from __future__ import annotations
 
-WIDE_PAGES = ("tutorials/",)
+WIDE_PAGES = ("tutorials/", "choosing.md")
 
 
 def on_page_markdown(markdown: str, page, **kwargs) -> str:
