@@ -46,3 +46,22 @@ def test_tutorial_runs(name, tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().out.strip()
     for figure in EXPECTED[name]:
         assert (tmp_path / figure).stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_concepts_figures(tmp_path, monkeypatch):
+    """The Concepts page's script at a tenth of its sample size (its assertions hold there)."""
+    monkeypatch.setenv("IMLEJAX_CONCEPTS_FIGURES", str(tmp_path))
+    matplotlib.use("Agg")
+    module = runpy.run_path(str(TUTORIALS / "concepts_figures.py"))
+    module["main"](["--samples", "20000"])
+    for name in ("argmax", "ksubset", "sog_sum", "lambda"):
+        assert (tmp_path / f"concepts_{name}.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_choosing_evidence(capsys):
+    module = runpy.run_path(str(TUTORIALS / "choosing_evidence.py"))
+    module["main"](["--keys", "200"])
+    out = capsys.readouterr().out
+    assert "sfe, 4 samples, mean baseline" in out and "gumbel_softmax" in out

@@ -99,7 +99,9 @@ print(f"statistics of the last step: {stats}")
 assert float(stats.estimates) == batch * samples  # one per (instance, sample)
 assert float(stats.calls) == batch  # one backward call per instance under vmap
 settled = np.mean(trace["nnz"][-50:])
-print(f"mean of the moving average over the last 50 steps: {settled:.2f} (target 1)")
+print(
+    f"mean of the moving average over the last 50 steps: {settled:.2f} (target {target.target_norm})"
+)
 assert 0.7 < settled < 1.3
 assert min(trace["beta"]) < 0.5  # beta = 1 at first gave too many non-zero entries
 z = jax.vmap(ij.top_k(k))(x_test @ w)
@@ -123,7 +125,7 @@ for ax, name, label in zip(
     ax.plot(trace[name])
     ax.set_xlabel("step")
     ax.set_title(label)
-axes[3].axhline(4.0, color="gray", linestyle=":", label="target_norm")
+axes[3].axhline(float(target.target_norm), color="gray", linestyle=":", label="target_norm")
 axes[3].legend()
 fig.suptitle("AIMLE state during training (top-5 of 20, generated data)")
 fig.tight_layout()

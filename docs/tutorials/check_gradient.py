@@ -31,7 +31,7 @@ def linear_loss(z):
 
 lam = 0.5
 est = ij.imle(ij.argmax(), noise=ij.gumbel(1.0), target=ij.pid(lam))
-report = ij.check_gradient(est, linear_loss, theta, states=jnp.eye(6), num_keys=4000)
+report = ij.check_gradient(est, linear_loss, theta, states=jnp.eye(6), num_keys=2000)
 print(report)
 # --8<-- [end:argmax]
 
@@ -59,7 +59,6 @@ def quadratic_loss(z):
 estimators = {
     "sfe, 4 samples, mean baseline": ij.sfe(k, quadratic_loss, num_samples=4, baseline="mean"),
     "imle, SoG, lam=1": ij.imle(ij.top_k(k), noise=ij.sog(k), target=ij.pid(1.0)),
-    "imle, Gumbel, lam=1": ij.imle(ij.top_k(k), noise=ij.gumbel(), target=ij.pid(1.0)),
     "ste, Gumbel": ij.ste(ij.top_k(k), noise=ij.gumbel()),
 }
 reports = {}
@@ -72,8 +71,7 @@ for name, estimator in estimators.items():
 
 # --8<-- [start:ksubset_checks]
 assert reports["sfe, 4 samples, mean baseline"].max_z < 4.5  # unbiased: within standard errors
-for name in ("imle, SoG, lam=1", "imle, Gumbel, lam=1"):
-    assert reports[name].cosine > 0.9, name  # biased, but pointing the right way
+assert reports["imle, SoG, lam=1"].cosine > 0.9  # biased, but pointing the right way
 # --8<-- [end:ksubset_checks]
 
 # --8<-- [start:sign]

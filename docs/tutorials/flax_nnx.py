@@ -65,7 +65,7 @@ print(model.select.estimator)
 # --8<-- [end:model]
 
 # --8<-- [start:train]
-optimizer = nnx.Optimizer(model, optax.adam(2e-2), wrt=nnx.Param)
+optimizer = nnx.Optimizer(model, optax.adam(3e-2), wrt=nnx.Param)
 
 
 def loss_fn(model, x, y):
@@ -87,12 +87,12 @@ def evaluate(model, x, y):
 
 
 batch, losses = 64, []
-for step in range(150):
+for step in range(100):
     lo = (step * batch) % x_train.shape[0]
     losses.append(
         float(train_step(model, optimizer, x_train[lo : lo + batch], y_train[lo : lo + batch]))
     )
-    if step % 50 == 0 or step == 149:
+    if step % 25 == 0 or step == 99:
         print(f"step {step:3d}  train loss {losses[-1]:.4f}")
 # --8<-- [end:train]
 
