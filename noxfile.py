@@ -41,6 +41,12 @@ def tests(session):
         "not slow and not distributed",
         "-q",
         "--durations=15",
+        # One pytest worker per core; a test file stays on one worker, so that its module
+        # fixtures are built once.
+        "-n",
+        "auto",
+        "--dist",
+        "loadfile",
         *session.posargs,
         env={"PYTHONHASHSEED": "0"},
     )

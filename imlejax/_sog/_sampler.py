@@ -8,6 +8,7 @@ sampler runs under ``jax.jit`` and ``jax.vmap``.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -45,10 +46,17 @@ def sample_standard(
 
     Computed in float64 when ``dtype`` is float64 (and 64-bit types are enabled), in float32
     otherwise; the result has ``dtype``. The table is built on the host on first use for each
-    ``(k, terms)`` and enters the computation as a constant, so this is jit/vmap-able.
+    ``(k, terms)`` and enters the computation as a constant, so this is jit/vmap-able. Called
+    outside a trace, the draw is one compiled program (inlined into an enclosing trace).
     """
     k, terms = _check_params(k, terms)
-    out_dtype = jnp.dtype(dtype)
+    return _sample_standard(key, tuple(shape), k, terms, jnp.dtype(dtype))
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4), inline=True)
+def _sample_standard(
+    key: jax.Array, shape: tuple[int, ...], k: int, terms: int, out_dtype: jnp.dtype
+) -> jax.Array:
     x64 = jax.dtypes.canonicalize_dtype(jnp.float64) == jnp.dtype(jnp.float64)
     if out_dtype == jnp.dtype(jnp.float64) and x64:
         cdtype = jnp.dtype(jnp.float64)
