@@ -30,18 +30,16 @@ FIGURES = pathlib.Path(
     )
 )
 
-m, d, k = 20, 8, 5
-key_true, key_train, key_test, key_init, key_noise = jax.random.split(jax.random.key(0), 5)
-w_true = jax.random.normal(key_true, (d,))
+m, d, k = 20, 8, 5  # items per instance, features per item, subset size
+rng = np.random.default_rng(0)
+w_true = rng.standard_normal(d, dtype=np.float32)  # the hidden scorer
+select = jax.jit(jax.vmap(ij.top_k(k)))  # the oracle acts on one instance: vmap the batch
 
-
-def make_data(key, n):
-    x = jax.random.normal(key, (n, m, d))
-    return x, jax.vmap(ij.top_k(k))(x @ w_true)
-
-
-x_train, y_train = make_data(key_train, 512)
-x_test, y_test = make_data(key_test, 1000)
+x = rng.standard_normal((1512, m, d), dtype=np.float32)  # features of 1512 instances
+y = np.asarray(select(x @ w_true))  # gold subsets, exactly k ones each
+x_train, y_train = jnp.asarray(x[:512]), jnp.asarray(y[:512])
+x_test, y_test = jnp.asarray(x[512:]), jnp.asarray(y[512:])
+key_noise = jax.random.key(0)
 
 # --8<-- [start:sampler]
 samples, batch = 4, 32
@@ -79,7 +77,7 @@ def train_step(w, opt_state, state, step):
 # --8<-- [end:loss]
 
 # --8<-- [start:train]
-w = 0.01 * jax.random.normal(key_init, (d,))
+w = jnp.asarray(0.01 * rng.standard_normal(d, dtype=np.float32))
 opt_state = optimizer.init(w)
 trace = {"beta": [], "lam": [], "nnz": [], "loss": []}
 for step in range(150):
@@ -104,8 +102,8 @@ print(
 )
 assert 0.7 < settled < 1.3
 assert min(trace["beta"]) < 0.5  # beta = 1 at first gave too many non-zero entries
-z = jax.vmap(ij.top_k(k))(x_test @ w)
-precision = float(jnp.mean(jnp.sum(z * y_test, axis=-1) / k))
+z = np.asarray(select(x_test @ w))  # the MAP selection of the learnt scorer
+precision = float(np.mean(np.sum(z * y[512:], axis=-1) / k))
 print(f"test precision {precision:.3f}")
 assert precision > 0.95
 # --8<-- [end:check]

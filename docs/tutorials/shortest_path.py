@@ -57,19 +57,18 @@ def dijkstra_cost(w):
 # --8<-- [end:oracle]
 
 # --8<-- [start:data]
-key_data, key_noise = jax.random.split(jax.random.key(0))
-w_true = jnp.array([0.5, 8.0, 1.0, 4.0])
-
-
+rng = np.random.default_rng(0)
+w_true = np.array([0.5, 8.0, 1.0, 4.0], np.float32)
 solve = jax.jit(jax.vmap(shortest_path))  # a batch of grids; compiled once per batch shape
-x_all = jax.random.uniform(key_data, (4, 100, size, size, d)) ** 3  # tile features, mostly small
-c_all = x_all @ w_true  # positive tile costs
-y_all = jnp.stack([solve(c) for c in c_all])  # gold paths, 100 grids per call
-x_train, c_train, y_train = (a[:3].reshape(300, *a.shape[2:]) for a in (x_all, c_all, y_all))
-x_test, c_test, y_test = x_all[3], c_all[3], y_all[3]
+
+x = rng.uniform(size=(400, size, size, d)).astype(np.float32) ** 3  # tile features, mostly small
+costs = x @ w_true  # positive tile costs
+y = np.concatenate([np.asarray(solve(c)) for c in np.split(costs, 4)])  # 100 grids per call
 for i in range(10):  # the gold paths are optimal: their cost is Dijkstra's on the same grid
-    costs = np.asarray(c_test[i], np.float64)
-    assert np.isclose(np.sum(np.asarray(y_test[i]) * costs), dijkstra_cost(costs), rtol=1e-5)
+    assert np.isclose((y[i] * costs[i]).sum(), dijkstra_cost(costs[i].astype(np.float64)))
+x_train, c_train, y_train = (jnp.asarray(a[:300]) for a in (x, costs, y))
+x_test, c_test, y_test = (jnp.asarray(a[300:]) for a in (x, costs, y))
+key_noise = jax.random.key(0)
 print("grid_shortest_path matches SciPy's Dijkstra on 10 grids")
 # --8<-- [end:data]
 

@@ -31,19 +31,15 @@ FIGURES = pathlib.Path(
 
 # --8<-- [start:data]
 m, d, k = 20, 8, 5  # items per instance, features per item, subset size
-key_true, key_train, key_test, key_init, key_noise = jax.random.split(jax.random.key(0), 5)
-w_true = jax.random.normal(key_true, (d,))
+rng = np.random.default_rng(0)
+w_true = rng.standard_normal(d, dtype=np.float32)  # the hidden scorer
+select = jax.jit(jax.vmap(ij.top_k(k)))  # the oracle acts on one instance: vmap the batch
 
-
-def make_data(key, n):
-    """n instances: features x (n, m, d) and gold subsets y (n, m), exactly k ones each."""
-    x = jax.random.normal(key, (n, m, d))
-    y = jax.vmap(ij.top_k(k))(x @ w_true)  # the oracle acts on one instance: vmap the batch
-    return x, y
-
-
-x_train, y_train = make_data(key_train, 512)
-x_test, y_test = make_data(key_test, 1000)
+x = rng.standard_normal((1512, m, d), dtype=np.float32)  # features of 1512 instances
+y = np.asarray(select(x @ w_true))  # gold subsets, exactly k ones each
+x_train, y_train = jnp.asarray(x[:512]), jnp.asarray(y[:512])
+x_test, y_test = jnp.asarray(x[512:]), jnp.asarray(y[512:])
+key_noise = jax.random.key(0)
 # --8<-- [end:data]
 
 # --8<-- [start:sampler]
@@ -84,7 +80,7 @@ def precision(w, x, y):
 # --8<-- [end:loss]
 
 # --8<-- [start:train]
-w = 0.01 * jax.random.normal(key_init, (d,))
+w = jnp.asarray(0.01 * rng.standard_normal(d, dtype=np.float32))
 opt_state = optimizer.init(w)
 history = [(0, float("nan"), float(precision(w, x_test, y_test)))]  # before training
 print(f"before training: test precision {history[0][2]:.3f}")
@@ -99,7 +95,8 @@ for step in range(1, 101):
 
 # --8<-- [start:check]
 final = float(precision(w, x_test, y_test))
-cosine = float(jnp.dot(w, w_true) / (jnp.linalg.norm(w) * jnp.linalg.norm(w_true)))
+w_np = np.asarray(w)
+cosine = float(w_np @ w_true / (np.linalg.norm(w_np) * np.linalg.norm(w_true)))
 print(f"test precision {final:.3f}, cosine(w, w_true) = {cosine:.4f}")
 assert history[0][2] < 0.5, "the initial scorer should be far from the gold selection"
 assert final > 0.95, f"the learnt selector should recover the planted top-k; got {final:.3f}"
