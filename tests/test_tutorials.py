@@ -8,6 +8,7 @@ write their figures to a temporary directory instead of ``docs/figures/tutorials
 """
 
 import pathlib
+import re
 import runpy
 
 import matplotlib
@@ -36,6 +37,31 @@ def test_every_tutorial_page_has_a_script_and_an_output():
         assert (TUTORIALS / "output" / f"{name}.txt").is_file()
         for figure in EXPECTED[name]:
             assert (ROOT / "docs" / "figures" / "tutorials" / figure).is_file()
+
+
+SNIPPET = re.compile(r'^--8<-- "([^"]+)"$', re.M)
+
+
+def test_pages_include_their_script_sections_and_output():
+    """Every include of a page names an existing file and section (pymdownx.snippets syntax)."""
+    pages = [TUTORIALS / f"{name}.md" for name in EXPECTED]
+    pages += [ROOT / "docs" / "concepts.md", ROOT / "docs" / "choosing.md"]
+    for page in pages:
+        text = page.read_text()
+        assert "--8 <" not in text and "8<- " not in text, page  # no mangled include line
+        includes = SNIPPET.findall(text)
+        assert any(i.startswith("docs/tutorials/output/") for i in includes), page
+        for include in includes:
+            path, _, section = include.partition(":")
+            assert (ROOT / path).is_file(), include
+            if section:
+                script = (ROOT / path).read_text()
+                assert f"# --8<-- [start:{section}]" in script, include
+                assert f"# --8<-- [end:{section}]" in script, include
+    for name in EXPECTED:
+        includes = SNIPPET.findall((TUTORIALS / f"{name}.md").read_text())
+        assert f"docs/tutorials/output/{name}.txt" in includes
+        assert any(i.startswith(f"docs/tutorials/{name}.py:") for i in includes)
 
 
 @pytest.mark.parametrize("name", list(EXPECTED))
