@@ -60,9 +60,9 @@ def threefry2x32(
     return x0, x1
 
 
-def _flag(name: str) -> Any:
-    """The current value of a JAX configuration option."""
-    return getattr(jax.config, name)
+def _flag(name: str, default: Any = None) -> Any:
+    """The current value of a JAX configuration option (``default`` where this jax lacks it)."""
+    return getattr(jax.config, name, default)
 
 
 def _threefry_key_data(key: Any) -> jax.Array | None:
@@ -130,7 +130,7 @@ def gumbel(key: Any, shape: tuple[int, ...], dtype: Any = jnp.float32) -> jax.Ar
       True
     """
     dtype = jnp.dtype(dtype)
-    if _flag("jax_high_dynamic_range_gumbel") or dtype not in (
+    if _flag("jax_high_dynamic_range_gumbel", False) or dtype not in (
         jnp.dtype(jnp.float32),
         jnp.dtype(jnp.float64),
     ):
