@@ -1,5 +1,5 @@
 """nox sessions (`nox -l` lists them): tests, distributed, oldest, slow, lint, doctest, bench, scaling,
-compare, pyepo, ..."""
+compare, pyepo, docs, ..."""
 
 import nox
 
@@ -174,6 +174,13 @@ def demo(session):
     """About a minute: learns to select the top-5 of 20 items with I-MLE; writes outputs/demo/."""
     _install(session, "experiments")
     session.run("python", "-m", "experiments.demo", *session.posargs)
+
+
+@nox.session
+def docs(session):
+    """The documentation site, built strictly (a broken link or formula is an error) into site/."""
+    _install(session, "docs")
+    session.run("mkdocs", "build", "--strict", env={"NO_MKDOCS_2_WARNING": "1"})
 
 
 @nox.session
