@@ -838,7 +838,7 @@ def _setting(cfg: dict) -> str:
 
 def make_figures(out: pathlib.Path, results: dict, cfg: dict, pb) -> list[pathlib.Path]:
     paths = []
-    plots.configure(dpi=cfg["dpi"])
+    plots.configure(dpi=cfg["dpi"], tight=not cfg["preset"].startswith("smoke"))
     setting = _setting(cfg)
     if "imle" in results:
         r = results["imle"]
@@ -962,6 +962,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--stages", nargs="+", choices=STAGES, default=None)
     parser.add_argument("--force", action="store_true", help="recompute completed stages")
+    parser.add_argument("--no-figures", action="store_true", help="write no figures")
     parser.add_argument(
         "--publish",
         type=pathlib.Path,
@@ -1024,7 +1025,7 @@ def main(argv=None) -> dict:
         wall_seconds_this_run=time.perf_counter() - start,
     )
     write_csvs(out, results)
-    figures = make_figures(out, results, cfg, ctx.pb)
+    figures = [] if args.no_figures else make_figures(out, results, cfg, ctx.pb)
     (out / "synthetic_summary.json").write_text(json.dumps(summary, indent=2))
     if args.publish is not None:
         (args.publish / "figures").mkdir(parents=True, exist_ok=True)

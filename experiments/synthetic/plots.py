@@ -14,11 +14,19 @@ from matplotlib.colors import TwoSlopeNorm  # noqa: E402
 NOISE_LABEL = {"sog": "SoG(k=5, τ=1, s=10)", "gumbel": "Gumbel(0, 1)"}
 
 _DPI = [130]
+_TIGHT = [True]
 
 
-def configure(dpi: int = 130) -> None:
-    """Sets the resolution of the figures written afterwards."""
+def configure(dpi: int = 130, tight: bool = True) -> None:
+    """Sets the resolution of the figures written afterwards, and whether they are laid out with
+    ``tight_layout`` (slow; the smoke runs skip it)."""
     _DPI[0] = int(dpi)
+    _TIGHT[0] = bool(tight)
+
+
+def _layout(fig) -> None:
+    if _TIGHT[0]:
+        _layout(fig)
 
 
 def _fmt(v: float) -> str:
@@ -77,7 +85,7 @@ def heatmap_triplet(
         marks=None if p_values is None else np.asarray(p_values) < 0.05,
     )
     fig.suptitle(suptitle, fontsize=9)
-    fig.tight_layout()
+    _layout(fig)
     fig.savefig(path, dpi=_DPI[0])
     plt.close(fig)
 
@@ -113,7 +121,7 @@ def ste_sfe_figure(path: pathlib.Path, res: dict, setting: str):
     axes[0].set_ylabel("L(θ) − min L")
     axes[0].legend(fontsize=7)
     fig.suptitle(setting, fontsize=9)
-    fig.tight_layout()
+    _layout(fig)
     fig.savefig(path, dpi=_DPI[0])
     plt.close(fig)
 
@@ -140,7 +148,7 @@ def ablation_figure(path: pathlib.Path, rows: list[dict]):
         ax.set_ylabel("fraction of the grid's cells")
         ax.set_title(f"SoG vs Gumbel, {title}", fontsize=9)
         ax.legend(fontsize=7)
-    fig.tight_layout()
+    _layout(fig)
     fig.savefig(path, dpi=_DPI[0])
     plt.close(fig)
 
@@ -179,7 +187,7 @@ def runtime_figure(path: pathlib.Path, res: dict):
         ax.legend(fontsize=7)
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("seconds")
-    fig.tight_layout()
+    _layout(fig)
     fig.savefig(path, dpi=_DPI[0])
     plt.close(fig)
 
@@ -227,7 +235,7 @@ def quality_figure(path: pathlib.Path, res: dict, lam_ref: float):
         f"Gradient quality at {res['points']} points θ ~ N(0, I), {res['n']} draws each",
         fontsize=10,
     )
-    fig.tight_layout()
+    _layout(fig)
     fig.savefig(path, dpi=_DPI[0])
     plt.close(fig)
 
@@ -255,7 +263,7 @@ def curves_figure(path: pathlib.Path, curves: dict, title: str):
     ax.set_title(title, fontsize=8)
     ax.legend(fontsize=7)
     ax.grid(True, alpha=0.3)
-    fig.tight_layout()
+    _layout(fig)
     fig.savefig(path, dpi=_DPI[0])
     plt.close(fig)
 
