@@ -21,10 +21,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 from flax import nnx
 from tqdm import tqdm
 
+from experiments import checkpoint as ckpt
 from experiments.dvae.configs import (
     INITS,
     LOSS_REDUCTIONS,
@@ -322,10 +322,6 @@ def permutation(seed: int, epoch: int, n: int, batch_size: int) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------
 
 
-def _is_key(x) -> bool:
-    return jnp.issubdtype(jnp.asarray(x).dtype, jax.dtypes.prng_key)
-
-
 def _key_name(entry) -> str:
     for attr in ("key", "idx", "name"):
         if hasattr(entry, attr):
@@ -343,71 +339,32 @@ def _named_leaves(state) -> list[tuple[str, Any]]:
 
 
 def _to_arrays(state) -> dict[str, Any]:
-    return {n: (jax.random.key_data(x) if _is_key(x) else x) for n, x in _named_leaves(state)}
+    return {n: ckpt.as_array(x) for n, x in _named_leaves(state)}
 
 
 def _from_arrays(template, arrays: dict[str, Any]):
     leaves, treedef = jax.tree.flatten(template)
-    out = []
-    for (name, t), _ in zip(_named_leaves(template), leaves, strict=True):
-        a = arrays[name]
-        out.append(jax.random.wrap_key_data(a, impl=jax.random.key_impl(t)) if _is_key(t) else a)
-    return jax.tree.unflatten(treedef, out)
+    names = [n for n, _ in _named_leaves(template)]
+    return jax.tree.unflatten(
+        treedef, [ckpt.like(t, arrays[n]) for n, t in zip(names, leaves, strict=True)]
+    )
 
 
-def _to_indexed_arrays(state) -> dict[str, Any]:
-    """The earlier checkpoint layout: leaves named ``leaf_0000``, ... in flattening order."""
-    leaves = jax.tree.leaves(state)
-    return {
-        f"leaf_{i:04d}": (jax.random.key_data(x) if _is_key(x) else x) for i, x in enumerate(leaves)
-    }
-
-
-def _from_indexed_arrays(template, arrays: dict[str, Any]):
-    leaves, treedef = jax.tree.flatten(template)
-    out = []
-    for i, t in enumerate(leaves):
-        a = arrays[f"leaf_{i:04d}"]
-        out.append(jax.random.wrap_key_data(a, impl=jax.random.key_impl(t)) if _is_key(t) else a)
-    return jax.tree.unflatten(treedef, out)
-
-
-def checkpoint_manager(directory: Path) -> ocp.CheckpointManager:
-    options = ocp.CheckpointManagerOptions(max_to_keep=2, enable_async_checkpointing=False)
-    return ocp.CheckpointManager(directory.resolve(), options=options)
+def checkpoint_manager(directory: Path):
+    return ckpt.checkpoint_manager(directory, max_to_keep=2)
 
 
 def save_checkpoint(mngr, epoch: int, state, history: list[dict]) -> None:
-    mngr.save(
-        epoch,
-        args=ocp.args.Composite(
-            state=ocp.args.StandardSave(_to_arrays(state)),
-            history=ocp.args.JsonSave({"history": history}),
-        ),
-    )
-    mngr.wait_until_finished()
-
-
-def _restore(mngr, epoch: int, arrays: dict[str, Any]):
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, arrays)
-    return mngr.restore(
-        epoch,
-        args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract), history=ocp.args.JsonRestore()
-        ),
-    )
+    ckpt.save_checkpoint(mngr, epoch, state, history, to_arrays=_to_arrays)
 
 
 def restore_checkpoint(mngr, epoch: int, template):
     """Restores ``(state, history)``; leaves are matched by path (or, for checkpoints written in
     the earlier layout, by their index in the flattened state)."""
     try:
-        restored = _restore(mngr, epoch, _to_arrays(template))
-        state = _from_arrays(template, restored["state"])
+        return ckpt.restore_checkpoint(mngr, epoch, template, _to_arrays, _from_arrays)
     except (ValueError, KeyError):
-        restored = _restore(mngr, epoch, _to_indexed_arrays(template))
-        state = _from_indexed_arrays(template, restored["state"])
-    return state, restored["history"]["history"]
+        return ckpt.restore_checkpoint(mngr, epoch, template)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -28,10 +28,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 from flax import nnx
 from tqdm import tqdm
 
+from experiments.checkpoint import checkpoint_manager, restore_checkpoint, save_checkpoint
 from experiments.l2x.data import ASPECTS, BeerData
 from experiments.l2x.methods import METHODS
 from experiments.l2x.metrics import mse, subset_precision
@@ -175,58 +175,6 @@ def permutation(seed: int, epoch: int, n: int, batch_size: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------
-# Checkpoints
-# ------------------------------------------------------------------------------------------------
-
-
-def _is_key(x) -> bool:
-    return jnp.issubdtype(jnp.asarray(x).dtype, jax.dtypes.prng_key)
-
-
-def _to_arrays(state) -> dict[str, Any]:
-    leaves = jax.tree.leaves(state)
-    return {
-        f"leaf_{i:04d}": (jax.random.key_data(x) if _is_key(x) else x) for i, x in enumerate(leaves)
-    }
-
-
-def _from_arrays(template, arrays: dict[str, Any]):
-    leaves, treedef = jax.tree.flatten(template)
-    out = []
-    for i, t in enumerate(leaves):
-        a = arrays[f"leaf_{i:04d}"]
-        out.append(jax.random.wrap_key_data(a, impl=jax.random.key_impl(t)) if _is_key(t) else a)
-    return jax.tree.unflatten(treedef, out)
-
-
-def checkpoint_manager(directory: Path) -> ocp.CheckpointManager:
-    options = ocp.CheckpointManagerOptions(max_to_keep=1, enable_async_checkpointing=False)
-    return ocp.CheckpointManager(directory.resolve(), options=options)
-
-
-def save_checkpoint(mngr, epoch: int, state, history: list[dict]) -> None:
-    mngr.save(
-        epoch,
-        args=ocp.args.Composite(
-            state=ocp.args.StandardSave(_to_arrays(state)),
-            history=ocp.args.JsonSave({"history": history}),
-        ),
-    )
-    mngr.wait_until_finished()
-
-
-def restore_checkpoint(mngr, epoch: int, template):
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _to_arrays(template))
-    restored = mngr.restore(
-        epoch,
-        args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract), history=ocp.args.JsonRestore()
-        ),
-    )
-    return _from_arrays(template, restored["state"]), restored["history"]["history"]
-
-
-# ------------------------------------------------------------------------------------------------
 # Outputs
 # ------------------------------------------------------------------------------------------------
 
@@ -315,7 +263,7 @@ def train(
     y_train_n = np.asarray(data.y_train[:n_train])
 
     graphdef, state = init_state(cfg, data.embeddings)
-    mngr = checkpoint_manager(out_dir / "checkpoints")
+    mngr = checkpoint_manager(out_dir / "checkpoints", max_to_keep=1)
     history: list[dict] = []
     start = 0
     latest = mngr.latest_step()

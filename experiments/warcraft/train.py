@@ -24,10 +24,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 from flax import nnx
 from tqdm import tqdm
 
+from experiments.checkpoint import checkpoint_manager, restore_checkpoint, save_checkpoint
 from experiments.warcraft.configs import METHODS, Built, Method
 from experiments.warcraft.data import Warcraft, channel_stats
 from experiments.warcraft.generate import is_generated
@@ -222,47 +222,6 @@ def get_trainer(cfg: TrainConfig, mean, std, n_train: int) -> Trainer:
     if key not in _TRAINERS:
         _TRAINERS[key] = Trainer(cfg, mean, std, n_train)
     return _TRAINERS[key]
-
-
-# ------------------------------------------------------------------------------------------------
-# Checkpoints
-# ------------------------------------------------------------------------------------------------
-
-
-def _to_arrays(state) -> dict[str, Any]:
-    return {f"leaf_{i:04d}": x for i, x in enumerate(jax.tree.leaves(state))}
-
-
-def _from_arrays(template, arrays: dict[str, Any]):
-    leaves, treedef = jax.tree.flatten(template)
-    return jax.tree.unflatten(treedef, [arrays[f"leaf_{i:04d}"] for i in range(len(leaves))])
-
-
-def checkpoint_manager(directory: Path) -> ocp.CheckpointManager:
-    options = ocp.CheckpointManagerOptions(max_to_keep=2, enable_async_checkpointing=False)
-    return ocp.CheckpointManager(directory.resolve(), options=options)
-
-
-def save_checkpoint(mngr, epoch: int, state, history: list[dict]) -> None:
-    mngr.save(
-        epoch,
-        args=ocp.args.Composite(
-            state=ocp.args.StandardSave(_to_arrays(state)),
-            history=ocp.args.JsonSave({"history": history}),
-        ),
-    )
-    mngr.wait_until_finished()
-
-
-def restore_checkpoint(mngr, epoch: int, template):
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _to_arrays(template))
-    restored = mngr.restore(
-        epoch,
-        args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract), history=ocp.args.JsonRestore()
-        ),
-    )
-    return _from_arrays(template, restored["state"]), restored["history"]["history"]
 
 
 # ------------------------------------------------------------------------------------------------
